@@ -1,0 +1,231 @@
+//! The configuration file: one JSON document, checked in four stages so every mistake is reported at once
+//! with its JSON path: JSON syntax (with line and column, duplicate keys rejected), the embedded JSON Schema,
+//! `deny_unknown_fields` serde structs, then semantic checks (URIs, secret files, cross-field rules).
+
+mod check;
+mod duration;
+mod json;
+mod raw;
+mod schema;
+mod secret;
+mod uri;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::parse_duration;
+pub use schema::schema_json;
+pub use secret::{Secret, hash_client_secret};
+
+/// Environment variable systemd sets for `LoadCredential=`; relative `client_secret_file`s resolve against it.
+pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Published exactly as written: relying parties compare it byte for byte.
+    pub issuer: String,
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub plex: PlexSettings,
+    pub clients: Vec<ClientSettings>,
+    pub log: LogSettings,
+    pub metrics: MetricsSettings,
+    pub theme: ThemeSettings,
+    pub session: SessionSettings,
+    pub access: AccessSettings,
+    /// Accepted but risky settings, each prefixed with its JSON path; logged at start, printed by `check`.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlexSettings {
+    pub server_id: String,
+    pub server_name: Option<String>,
+    pub product: String,
+    pub api_url: url::Url,
+    pub app_url: url::Url,
+    pub client_identifier: Option<String>,
+    pub login_mode: LoginMode,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginMode {
+    Auto,
+    Popup,
+    Redirect,
+}
+
+impl LoginMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMode::Auto => "auto",
+            LoginMode::Popup => "popup",
+            LoginMode::Redirect => "redirect",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub client_id: String,
+    pub name: Option<String>,
+    pub auth: ClientAuth,
+    /// Kept exactly as written: redirect URIs are compared as strings (RFC 6749 §3.1.2.3).
+    pub redirect_uris: Vec<String>,
+    pub allow_insecure_redirects: bool,
+    /// Always true for public clients.
+    pub require_pkce: bool,
+    pub access_token_ttl: Duration,
+    pub id_token_ttl: Duration,
+    pub refresh_tokens: bool,
+    pub refresh_token_ttl: Duration,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// From `client_secret` or the contents of `client_secret_file`.
+    Secret(Secret),
+    /// An argon2id PHC string, already checked to parse.
+    SecretHash(String),
+    Public,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ThemeSettings {
+    /// Resolved against the config file's directory; checked to be a directory.
+    pub dir: Option<PathBuf>,
+    pub title: Option<String>,
+    /// An http(s) URL, or a path relative to `dir` (checked to exist).
+    pub logo: Option<String>,
+    pub background: Option<String>,
+    pub accent: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    pub recheck_interval: Duration,
+    /// Zero disables the grace period.
+    pub outage_grace: Duration,
+}
+
+/// One problem in the configuration. `path` is a JSON Pointer (`/clients/0/redirect_uris/1`), `/` for the
+/// document as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        let path = path.into();
+        ConfigError {
+            path: if path.is_empty() { "/".to_owned() } else { path },
+            message: message.into(),
+        }
+    }
+}
+
+/// Every problem found, in the order found; never empty when returned as an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", Lines(.0))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+struct Lines<'a>(&'a [ConfigError]);
+
+impl fmt::Display for Lines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and checks the file at `path`. Relative paths inside it resolve against its directory, and
+    /// `client_secret_file`s against `$CREDENTIALS_DIRECTORY` when that is set.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::new(
+                "/",
+                format!(
+                    "cannot read config file \"{}\" ({})",
+                    path.display(),
+                    secret::io_reason(&e)
+                ),
+            )])
+        })?;
+        let base_dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let credentials_dir = std::env::var_os(CREDENTIALS_DIRECTORY_ENV)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
+        Config::from_json(&text, base_dir, credentials_dir.as_deref())
+    }
+
+    /// Checks a configuration given as text. `base_dir` stands for the config file's directory.
+    pub fn from_json(
+        text: &str,
+        base_dir: &Path,
+        credentials_dir: Option<&Path>,
+    ) -> Result<Config, ConfigErrors> {
+        let value = json::parse(text).map_err(|e| ConfigErrors(vec![e]))?;
+        let schema_errors = schema::validate(&value);
+        let context = check::Context {
+            base_dir,
+            credentials_dir,
+        };
+        if !schema_errors.is_empty() {
+            // Report what the schema found plus what the semantic checks find in the parts it left intact,
+            // so a second run does not surface a fresh batch of problems.
+            let mut errors = schema_errors;
+            let more = check::check_parts(&value, &errors, &context);
+            errors.extend(more);
+            return Err(ConfigErrors(errors));
+        }
+        let raw: raw::RawConfig = serde_json::from_value(value).map_err(|e| {
+            // Unreachable unless schema and structs disagree; still reported, never a panic.
+            ConfigErrors(vec![ConfigError::new("/", e.to_string())])
+        })?;
+        check::resolve(raw, &context).map_err(ConfigErrors)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

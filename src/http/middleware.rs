@@ -1,0 +1,162 @@
+//! What every response gets: a request id, security headers, and the HTTP metrics.
+
+use std::time::Instant;
+
+use salvo::http::header::{self, HeaderValue};
+use salvo::prelude::*;
+
+/// Only trusted pages of our own run script, and nothing may frame them (clickjacking on a login page).
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; \
+connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Known route templates: metric labels stay bounded whatever paths clients send.
+const ROUTES: [&str; 14] = [
+    "/.well-known/openid-configuration",
+    "/jwks",
+    "/authorize",
+    "/token",
+    "/userinfo",
+    "/login/start",
+    "/login/poll",
+    "/login/continue",
+    "/login/popup-done",
+    "/login/popup-wait",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/assets/*",
+];
+
+pub(crate) struct RequestId(pub String);
+
+pub(crate) fn request_id(depot: &Depot) -> String {
+    depot
+        .get_typed::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
+pub(crate) struct Common {
+    base_path: String,
+}
+
+impl Common {
+    pub(crate) fn new(base_path: &str) -> Common {
+        Common {
+            base_path: base_path.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn route(&self, path: &str) -> &'static str {
+        let path = path.strip_prefix(self.base_path.as_str()).unwrap_or(path);
+        if path.starts_with("/assets/") {
+            return "/assets/*";
+        }
+        ROUTES.iter().find(|r| **r == path).copied().unwrap_or("unmatched")
+    }
+}
+
+#[salvo::async_trait]
+impl Handler for Common {
+    async fn handle(
+        &self,
+        req: &mut Request,
+        depot: &mut Depot,
+        res: &mut Response,
+        ctrl: &mut FlowCtrl,
+    ) {
+        let started = Instant::now();
+        let route = self.route(req.uri().path());
+        let id = incoming_request_id(req).unwrap_or_else(new_request_id);
+        depot.insert_typed(RequestId(id.clone()));
+        ctrl.call_next(req, depot, res).await;
+
+        let headers = res.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            headers.insert("x-request-id", v);
+        }
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        // Our page opens Plex in a popup; allow-popups keeps that working while isolating us from openers.
+        headers.insert(
+            "cross-origin-opener-policy",
+            HeaderValue::from_static("same-origin-allow-popups"),
+        );
+        let status = res.status_code.unwrap_or(StatusCode::OK);
+        metrics::counter!(
+            "plex_oidc_http_requests_total",
+            "route" => route,
+            "status" => status_label(status),
+        )
+        .increment(1);
+        metrics::histogram!("plex_oidc_http_request_duration_seconds", "route" => route)
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// A reverse proxy's id is reused so logs line up across hops, if it looks like an id and not an attack.
+fn incoming_request_id(req: &Request) -> Option<String> {
+    let v = req.headers().get("x-request-id")?.to_str().ok()?;
+    (!v.is_empty()
+        && v.len() <= 64
+        && v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
+    .then(|| v.to_owned())
+}
+
+fn new_request_id() -> String {
+    let mut b = [0u8; 8];
+    crate::random::Random::fill(&crate::random::SystemRandom, &mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        204 => "204",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Salvo's default error page names the framework; ours is a plain sentence.
+#[handler]
+pub(crate) async fn plain_errors(res: &mut Response, ctrl: &mut FlowCtrl) {
+    let status = res.status_code.unwrap_or(StatusCode::NOT_FOUND);
+    let text = match status {
+        StatusCode::NOT_FOUND => "not found",
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "request body too large",
+        s if s.is_server_error() => "internal error",
+        _ => "bad request",
+    };
+    res.render(Text::Plain(text));
+    ctrl.skip_rest();
+}

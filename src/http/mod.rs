@@ -1,0 +1,113 @@
+//! The web layer: thin salvo routes that extract, call the flow or the provider once, and map the result.
+
+mod error;
+mod health;
+mod login;
+mod middleware;
+mod oidc;
+mod page;
+mod static_files;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use salvo::prelude::*;
+use salvo::{Depot, Service};
+
+use crate::assets::Assets;
+use crate::flow::LoginFlow;
+
+pub use page::PageSettings;
+
+/// Request bodies we accept are small forms and JSON; anything bigger is refused before it is buffered.
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The binding cookie ties a pending login to the browser that started it.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    pub name: String,
+    pub secure: bool,
+    pub max_age: Duration,
+}
+
+impl CookieSettings {
+    /// `__Host-` where the browser allows it (https, path `/`), so a sibling subdomain cannot plant it.
+    pub fn for_issuer(issuer_is_https: bool, max_age: Duration) -> CookieSettings {
+        CookieSettings {
+            name: if issuer_is_https {
+                "__Host-plex-oidc-login".into()
+            } else {
+                "plex-oidc-login".into()
+            },
+            secure: issuer_is_https,
+            max_age,
+        }
+    }
+}
+
+pub struct AppState {
+    pub flow: Arc<LoginFlow>,
+    pub assets: Arc<Assets>,
+    pub page: PageSettings,
+    pub cookie: CookieSettings,
+    pub state_dir: PathBuf,
+    /// Renders `/metrics` when the exporter is installed on the main listener.
+    pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+}
+
+/// Puts the shared state into every request's depot.
+struct Inject(Arc<AppState>);
+
+#[salvo::async_trait]
+impl Handler for Inject {
+    async fn handle(
+        &self,
+        _req: &mut Request,
+        depot: &mut Depot,
+        _res: &mut Response,
+        _ctrl: &mut FlowCtrl,
+    ) {
+        depot.insert_typed(self.0.clone());
+    }
+}
+
+pub(crate) fn app(depot: &Depot) -> Option<Arc<AppState>> {
+    depot.get_typed::<Arc<AppState>>().ok().cloned()
+}
+
+/// The routes under the issuer's path (`base_path` is empty when the issuer has none).
+pub fn service(state: Arc<AppState>, base_path: &str) -> Service {
+    let routes = Router::new()
+        .push(Router::with_path(".well-known/openid-configuration").get(oidc::discovery))
+        .push(Router::with_path("jwks").get(oidc::jwks))
+        .push(
+            Router::with_path("authorize")
+                .get(oidc::authorize)
+                .post(oidc::authorize),
+        )
+        .push(Router::with_path("token").post(oidc::token))
+        .push(
+            Router::with_path("userinfo")
+                .get(oidc::userinfo)
+                .post(oidc::userinfo),
+        )
+        .push(Router::with_path("login/start").post(login::start))
+        .push(Router::with_path("login/poll").post(login::poll))
+        .push(Router::with_path("login/continue").get(login::finish))
+        .push(Router::with_path("login/popup-done").get(login::popup_done))
+        .push(Router::with_path("login/popup-wait").get(login::popup_wait))
+        .push(Router::with_path("assets/{**path}").get(static_files::asset))
+        .push(Router::with_path("healthz").get(health::healthz))
+        .push(Router::with_path("readyz").get(health::readyz))
+        .push(Router::with_path("metrics").get(health::metrics));
+    let trimmed = base_path.trim_matches('/');
+    let root = if trimmed.is_empty() {
+        routes
+    } else {
+        Router::with_path(trimmed.to_owned()).push(routes)
+    };
+    Service::new(Router::new().hoop(Inject(state)).push(root))
+        .hoop(middleware::Common::new(base_path))
+        .catcher(salvo::catcher::Catcher::default().hoop(middleware::plain_errors))
+}

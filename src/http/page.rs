@@ -1,0 +1,90 @@
+//! The one page people see, in whichever state the request calls for.
+
+use salvo::http::header::{self, HeaderValue};
+use salvo::prelude::*;
+
+use super::AppState;
+use super::middleware::request_id;
+
+/// Values from the config that every page shows.
+#[derive(Debug, Clone)]
+pub struct PageSettings {
+    pub title: String,
+    pub product: String,
+    pub server_name: String,
+    pub login_mode: &'static str,
+    pub logo_url: String,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PageView<'a> {
+    pub state: &'a str,
+    pub login_id: &'a str,
+    pub client_name: &'a str,
+    pub account: &'a str,
+    pub detail: &'a str,
+}
+
+pub(crate) fn language(app: &AppState, req: &Request) -> String {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    app.assets.pick_language(accept).to_owned()
+}
+
+pub(crate) fn render_template(
+    app: &AppState,
+    req: &Request,
+    depot: &Depot,
+    res: &mut Response,
+    status: StatusCode,
+    template: &str,
+    view: PageView<'_>,
+) {
+    let lang = language(app, req);
+    let request_id = request_id(depot);
+    let p = &app.page;
+    let vars = [
+        ("title", p.title.as_str()),
+        ("product", p.product.as_str()),
+        ("server_name", p.server_name.as_str()),
+        ("login_mode", p.login_mode),
+        ("logo_url", p.logo_url.as_str()),
+        ("state", view.state),
+        ("login_id", view.login_id),
+        ("client_name", view.client_name),
+        ("account", view.account),
+        ("detail", view.detail),
+        ("request_id", request_id.as_str()),
+    ];
+    match app.assets.render(template, &lang, &vars) {
+        Some(html) => {
+            res.status_code(status);
+            let headers = res.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            // The page carries a login id: never cache it, anywhere.
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            let _ = res.write_body(html);
+        }
+        None => {
+            tracing::error!(template, "page template missing");
+            res.status_code(StatusCode::INTERNAL_SERVER_ERROR);
+            res.render(Text::Plain("internal error"));
+        }
+    }
+}
+
+pub(crate) fn render_page(
+    app: &AppState,
+    req: &Request,
+    depot: &Depot,
+    res: &mut Response,
+    status: StatusCode,
+    view: PageView<'_>,
+) {
+    render_template(app, req, depot, res, status, "login.html", view);
+}

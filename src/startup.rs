@@ -1,0 +1,414 @@
+//! Builds the application from a validated config and runs it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use salvo::conn::tcp::TcpAcceptor;
+use salvo::server::ServerHandle;
+use salvo::{Router, Server, Service};
+use tokio::net::TcpListener;
+
+use crate::assets::{AssetError, Assets, ThemeValues};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ClientAuth, Config};
+use crate::flow::{LoginFlow, LoginSettings};
+use crate::http::{AppState, CookieSettings, PageSettings};
+use crate::keys::{KeyError, KeySet};
+use crate::oidc::{Client, ClientRegistry, ClientSecret, Provider, ProviderSettings};
+use crate::plex::{PlexClient, PlexClientSettings, PlexError};
+use crate::random::{Random, SystemRandom};
+use crate::seal::{SealError, Sealer};
+
+const PLEX_CLIENT_ID_FILE: &str = "plex-client-id";
+/// A Plex PIN made with `strong=true` lives 30 minutes; a pending login never outlives it.
+const LOGIN_TTL: Duration = Duration::from_secs(1800);
+const PENDING_LOGIN_CAPACITY: usize = 10_000;
+const CODE_CAPACITY: usize = 10_000;
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Plex(#[from] PlexError),
+    #[error(transparent)]
+    Assets(#[from] AssetError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot keep the Plex client identifier in {path}: {source}")]
+    ClientIdentifier {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What tests and benchmarks may replace.
+pub struct Dependencies {
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+}
+
+impl Default for Dependencies {
+    fn default() -> Self {
+        Dependencies {
+            clock: Arc::new(SystemClock),
+            random: Arc::new(SystemRandom),
+        }
+    }
+}
+
+/// A running server.
+pub struct Application {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    handle: ServerHandle,
+    metrics_handle: Option<ServerHandle>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(config: Config, deps: Dependencies) -> Result<Application, StartupError> {
+        let started = Instant::now();
+        for warning in &config.warnings {
+            tracing::warn!("config: {warning}");
+        }
+        ensure_state_dir(&config.state_dir)?;
+        let (keys, generated) = KeySet::load_or_generate(&config.state_dir)?;
+        if generated {
+            tracing::info!(kid = keys.signer().kid(), "generated a new signing key");
+        }
+        let sealer = Sealer::load_or_generate(&config.state_dir)?;
+        let plex_client_id = match &config.plex.client_identifier {
+            Some(id) => id.clone(),
+            None => plex_client_identifier(&config.state_dir, deps.random.as_ref())?,
+        };
+        let plex = PlexClient::new(PlexClientSettings {
+            api_url: config.plex.api_url.clone(),
+            app_url: config.plex.app_url.clone(),
+            client_identifier: plex_client_id,
+            product: config.plex.product.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            request_timeout: config.plex.request_timeout,
+        })?
+        .with_clock(deps.clock.clone());
+
+        let registry = ClientRegistry::new(config.clients.iter().map(|c| Client {
+            id: c.client_id.clone(),
+            name: c.name.clone(),
+            secret: match &c.auth {
+                ClientAuth::Secret(s) => ClientSecret::plain(s.expose()),
+                ClientAuth::SecretHash(phc) => ClientSecret::argon2(phc.clone()),
+                ClientAuth::Public => ClientSecret::None,
+            },
+            redirect_uris: c.redirect_uris.clone(),
+            require_pkce: c.require_pkce,
+            access_token_ttl: c.access_token_ttl,
+            id_token_ttl: c.id_token_ttl,
+        }));
+        let provider = Arc::new(Provider::new(
+            ProviderSettings {
+                issuer: config.issuer.clone(),
+                code_capacity: CODE_CAPACITY,
+                extra_claims: vec!["plex_uuid".into()],
+            },
+            registry,
+            Arc::new(keys),
+            Arc::new(sealer),
+            deps.clock.clone(),
+            deps.random.clone(),
+        ));
+        let base_url = config.issuer.trim_end_matches('/').to_owned();
+        let base_path = url::Url::parse(&config.issuer)
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        let flow = Arc::new(LoginFlow::new(
+            provider,
+            plex,
+            LoginSettings {
+                server_id: config.plex.server_id.clone(),
+                base_url,
+                poll_interval: Duration::from_secs(1),
+                login_ttl: LOGIN_TTL,
+                capacity: PENDING_LOGIN_CAPACITY,
+            },
+            deps.clock.clone(),
+            deps.random.clone(),
+        ));
+        let assets = Assets::load(
+            config.theme.dir.as_deref(),
+            &ThemeValues {
+                accent: config.theme.accent.clone(),
+                background: config.theme.background.clone(),
+            },
+            &base_path,
+        )?;
+        let logo_url = match config.theme.logo.as_deref() {
+            None | Some("") => String::new(),
+            Some(l) if l.starts_with("https://") || l.starts_with("http://") || l.starts_with("data:") => {
+                l.to_owned()
+            }
+            Some(path) => assets.asset_url(path.trim_start_matches('/')),
+        };
+        let product = config.plex.product.clone();
+        let page = PageSettings {
+            title: config.theme.title.clone().unwrap_or_else(|| product.clone()),
+            server_name: config
+                .plex
+                .server_name
+                .clone()
+                .unwrap_or_else(|| product.clone()),
+            product,
+            login_mode: config.plex.login_mode.as_str(),
+            logo_url,
+        };
+        let prometheus = prometheus_handle();
+        let render: Arc<dyn Fn() -> String + Send + Sync> = {
+            let handle = prometheus.clone();
+            Arc::new(move || handle.render())
+        };
+        let state = Arc::new(AppState {
+            flow,
+            assets: Arc::new(assets),
+            page,
+            cookie: CookieSettings::for_issuer(config.issuer.starts_with("https://"), LOGIN_TTL),
+            state_dir: config.state_dir.clone(),
+            metrics: config.metrics.listen.is_none().then(|| render.clone()),
+        });
+        metrics::gauge!("plex_oidc_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+
+        let service = crate::http::service(state, &base_path);
+        let (addr, handle, task) = spawn_server(config.listen, service).await?;
+        let (metrics_addr, metrics_handle) = match config.metrics.listen {
+            Some(listen) => {
+                let service = Service::new(
+                    Router::with_path("metrics").get(MetricsOnly(render)),
+                );
+                let (addr, handle, _task) = spawn_server(listen, service).await?;
+                (Some(addr), Some(handle))
+            }
+            None => (None, None),
+        };
+        tracing::info!(
+            %addr,
+            issuer = %config.issuer,
+            ready_in_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "plex-oidc is ready"
+        );
+        Ok(Application {
+            addr,
+            metrics_addr,
+            handle,
+            metrics_handle,
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period.
+    pub fn stop(&self) {
+        self.handle.stop_graceful(Some(SHUTDOWN_GRACE));
+        if let Some(h) = &self.metrics_handle {
+            h.stop_graceful(Some(SHUTDOWN_GRACE));
+        }
+    }
+
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn serve(config: Config) -> Result<(), StartupError> {
+    let app = Application::build(config, Dependencies::default()).await?;
+    let handle = app.handle.clone();
+    let metrics_handle = app.metrics_handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        handle.stop_graceful(Some(SHUTDOWN_GRACE));
+        if let Some(h) = metrics_handle {
+            h.stop_graceful(Some(SHUTDOWN_GRACE));
+        }
+    });
+    app.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn spawn_server(
+    listen: SocketAddr,
+    service: Service,
+) -> Result<(SocketAddr, ServerHandle, tokio::task::JoinHandle<()>), StartupError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartupError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartupError::Listen {
+        addr: listen,
+        source,
+    })?;
+    let acceptor = TcpAcceptor::try_from(listener).map_err(|source| StartupError::Listen {
+        addr: listen,
+        source,
+    })?;
+    let server = Server::new(acceptor);
+    let handle = server.handle();
+    let task = tokio::spawn(async move { server.serve(service).await });
+    Ok((addr, handle, task))
+}
+
+struct MetricsOnly(Arc<dyn Fn() -> String + Send + Sync>);
+
+#[salvo::async_trait]
+impl salvo::Handler for MetricsOnly {
+    async fn handle(
+        &self,
+        _req: &mut salvo::Request,
+        _depot: &mut salvo::Depot,
+        res: &mut salvo::Response,
+        _ctrl: &mut salvo::FlowCtrl,
+    ) {
+        res.headers_mut().insert(
+            salvo::http::header::CONTENT_TYPE,
+            salvo::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        let _ = res.write_body((self.0)());
+    }
+}
+
+/// One recorder per process (tests start many servers in one process; a second install would fail).
+fn prometheus_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                // Token work is sub-millisecond; logins take seconds (a person approves in Plex).
+                .set_buckets_for_metric(
+                    Matcher::Full("plex_oidc_token_duration_seconds".into()),
+                    &[0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("plex_oidc_login_duration_seconds".into()),
+                        &[1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("plex_oidc_plex_request_duration_seconds".into()),
+                        &[0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("plex_oidc_http_request_duration_seconds".into()),
+                        &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+                    )
+                });
+            let builder = match builder {
+                Ok(b) => b,
+                Err(_) => PrometheusBuilder::new(),
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first (an embedding program's); then ours
+            // still renders what it records, just not the facade's global metrics.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+fn ensure_state_dir(dir: &Path) -> Result<(), StartupError> {
+    let err = |source| StartupError::StateDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// One stable `X-Plex-Client-Identifier` per installation: a new one per start would add a new
+/// "device" to every user's Plex account.
+fn plex_client_identifier(state_dir: &Path, random: &dyn Random) -> Result<String, StartupError> {
+    let path = state_dir.join(PLEX_CLIENT_ID_FILE);
+    let err = |source| StartupError::ClientIdentifier {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let mut bytes = [0u8; 16];
+    random.fill(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = format!(
+        "plex-oidc-{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &id).map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)?;
+    Ok(id)
+}

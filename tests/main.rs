@@ -1,0 +1,5 @@
+//! All integration tests link into this one binary (each file in tests/ would be a slow link of its own).
+
+mod support;
+mod oidc_flow;
+mod protocol_errors;
