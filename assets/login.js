@@ -134,6 +134,7 @@
           continue;
         }
         delete body.dataset.busy;
+        starting = null;
         if (data.state === 'ready' && isWebUrl(data.popup_url) && isWebUrl(data.redirect_url)) {
           ready(data);
         } else {
@@ -248,7 +249,7 @@
   }
 
   async function pollStep() {
-    if (starting && !start) {
+    if (starting) {
       await starting;
       if (!start || !polling) return;
     }

@@ -263,6 +263,4 @@ in
       };
     })
   ]);
-
-  meta.maintainers = [ ];
 }

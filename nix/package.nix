@@ -21,7 +21,10 @@ rustPlatform.buildRustPackage {
       ../schema
       ../assets
       ../examples
-      ../deploy
+      # tests/deploy_files.rs reads these.
+      ../deploy/config.json
+      ../deploy/fly.toml
+      ../deploy/kubernetes
       (lib.fileset.maybeMissing ../benches)
       (lib.fileset.difference ../tests (lib.fileset.maybeMissing ../tests/browser))
     ];

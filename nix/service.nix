@@ -162,6 +162,10 @@ let
 
   assertions = secretFileAssertions ++ [
     {
+      assertion = (settings.state_dir or statePath) == statePath;
+      message = "services.plex-oidc.settings.state_dir must stay ${statePath}: systemd creates that directory (StateDirectory) for the service's dynamic user.";
+    }
+    {
       assertion = listen != null;
       message = "services.plex-oidc.settings.listen must be \"HOST:PORT\" (got \"${toString (rendered.listen or "")}\").";
     }

@@ -98,8 +98,12 @@ pub fn report_config_errors(path: &Path, errors: &ConfigErrors, err: &mut dyn Wr
     let count = errors.0.len();
     let noun = if count == 1 { "error" } else { "errors" };
     // Nothing useful can be done if stderr is gone; the exit status still tells.
-    let _ = writeln!(err, "{}: {count} {noun} in the configuration", path.display())
-        .and_then(|()| writeln!(err, "{errors}"));
+    let _ = writeln!(
+        err,
+        "{}: {count} {noun} in the configuration",
+        path.display()
+    )
+    .and_then(|()| writeln!(err, "{errors}"));
 }
 
 /// `plex-oidc schema`.
@@ -242,11 +246,26 @@ mod tests {
             .is_ok()
     }
 
-    fn run_hash(args: HashSecretArgs, stdin: &str, interactive: bool) -> (Result<(), HashSecretError>, String, String) {
+    fn run_hash(
+        args: HashSecretArgs,
+        stdin: &str,
+        interactive: bool,
+    ) -> (Result<(), HashSecretError>, String, String) {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let result = hash_secret(&args, &mut stdin.as_bytes(), interactive, &mut out, &mut err, &Counting);
-        (result, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+        let result = hash_secret(
+            &args,
+            &mut stdin.as_bytes(),
+            interactive,
+            &mut out,
+            &mut err,
+            &Counting,
+        );
+        (
+            result,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
     }
 
     #[test]
@@ -257,19 +276,31 @@ mod tests {
     #[test]
     fn config_may_come_from_the_flag() {
         let cli = Cli::try_parse_from(["plex-oidc", "check", "--config", "a.json"]).unwrap();
-        let Command::Check(args) = cli.command else { panic!("expected check") };
+        let Command::Check(args) = cli.command else {
+            panic!("expected check")
+        };
         assert_eq!(args.config, Path::new("a.json"));
     }
 
     #[test]
     fn output_without_generate_is_a_usage_error() {
         let error = Cli::try_parse_from(["plex-oidc", "hash-secret", "--output", "x"]).unwrap_err();
-        assert_eq!(error.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(
+            error.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
     }
 
     #[test]
     fn a_secret_from_stdin_is_hashed_without_its_trailing_newline() {
-        let (result, out, _) = run_hash(HashSecretArgs { generate: false, output: None }, "s3cret\n", false);
+        let (result, out, _) = run_hash(
+            HashSecretArgs {
+                generate: false,
+                output: None,
+            },
+            "s3cret\n",
+            false,
+        );
         result.unwrap();
         let hash = out.trim_end();
         assert!(hash.starts_with("$argon2id$"), "{out}");
@@ -279,7 +310,14 @@ mod tests {
 
     #[test]
     fn an_interactive_secret_is_one_line_after_a_prompt() {
-        let (result, out, err) = run_hash(HashSecretArgs { generate: false, output: None }, "first\nsecond\n", true);
+        let (result, out, err) = run_hash(
+            HashSecretArgs {
+                generate: false,
+                output: None,
+            },
+            "first\nsecond\n",
+            true,
+        );
         result.unwrap();
         assert!(verifies("first", out.trim_end()));
         assert!(err.starts_with("secret"), "{err}");
@@ -287,21 +325,40 @@ mod tests {
 
     #[test]
     fn an_empty_stdin_is_an_error() {
-        let (result, out, _) = run_hash(HashSecretArgs { generate: false, output: None }, "\n", false);
+        let (result, out, _) = run_hash(
+            HashSecretArgs {
+                generate: false,
+                output: None,
+            },
+            "\n",
+            false,
+        );
         assert!(matches!(result, Err(HashSecretError::Empty)));
         assert!(out.is_empty());
     }
 
     #[test]
     fn generate_prints_a_url_safe_secret_and_its_hash() {
-        let (result, out, _) = run_hash(HashSecretArgs { generate: true, output: None }, "", false);
+        let (result, out, _) = run_hash(
+            HashSecretArgs {
+                generate: true,
+                output: None,
+            },
+            "",
+            false,
+        );
         result.unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2, "{out}");
         let secret = lines[0].strip_prefix("client_secret: ").unwrap();
         let hash = lines[1].strip_prefix("client_secret_hash: ").unwrap();
         assert_eq!(secret.len(), 43);
-        assert!(secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{secret}");
+        assert!(
+            secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{secret}"
+        );
         assert!(verifies(secret, hash));
     }
 
@@ -310,15 +367,27 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = crate::config::tests::TempDir::new("hash-output");
         let path = dir.path().join("grafana");
-        let args = || HashSecretArgs { generate: true, output: Some(path.clone()) };
+        let args = || HashSecretArgs {
+            generate: true,
+            output: Some(path.clone()),
+        };
         let (result, out, err) = run_hash(args(), "", false);
         result.unwrap();
         let written = std::fs::read_to_string(&path).unwrap();
         let secret = written.strip_suffix('\n').unwrap();
-        assert!(!out.contains(secret), "the secret must not be printed: {out}");
+        assert!(
+            !out.contains(secret),
+            "the secret must not be printed: {out}"
+        );
         assert!(err.contains(&path.display().to_string()), "{err}");
-        assert!(verifies(secret, out.trim_end().strip_prefix("client_secret_hash: ").unwrap()));
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(verifies(
+            secret,
+            out.trim_end().strip_prefix("client_secret_hash: ").unwrap()
+        ));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
 
         let (again, _, _) = run_hash(args(), "", false);
         assert!(matches!(again, Err(HashSecretError::Output { .. })));
@@ -329,13 +398,20 @@ mod tests {
     fn check_reports_every_error_under_a_heading() {
         let dir = crate::config::tests::TempDir::new("check");
         let path = dir.path().join("bad.json");
-        std::fs::write(&path, r#"{"issuer": "http://auth.lan", "plex": {}, "clients": []}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"issuer": "http://auth.lan", "plex": {}, "clients": []}"#,
+        )
+        .unwrap();
         let mut out = Vec::new();
         let mut err = Vec::new();
         assert_eq!(check(&path, &mut out, &mut err), EXIT_CONFIG);
         let err = String::from_utf8(err).unwrap();
         let lines: Vec<&str> = err.lines().collect();
-        assert_eq!(lines[0], format!("{}: 3 errors in the configuration", path.display()));
+        assert_eq!(
+            lines[0],
+            format!("{}: 3 errors in the configuration", path.display())
+        );
         assert_eq!(lines.len(), 4, "{err}");
         assert!(out.is_empty());
     }

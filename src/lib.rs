@@ -5,6 +5,7 @@
 //! each other; only `flow` joins them.
 
 pub mod assets;
+pub mod backchannel;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -16,4 +17,5 @@ pub mod plex;
 pub mod random;
 pub mod seal;
 pub mod startup;
+pub mod store;
 pub mod telemetry;

@@ -14,7 +14,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve(args) => serve(&args.config),
-        Command::Check(args) => cli::check(&args.config, &mut std::io::stdout().lock(), &mut std::io::stderr().lock()),
+        Command::Check(args) => cli::check(
+            &args.config,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        ),
         Command::Schema => cli::schema(&mut std::io::stdout().lock()),
         Command::HashSecret(args) => {
             let stdin = std::io::stdin();

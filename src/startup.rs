@@ -14,13 +14,15 @@ use tokio::net::TcpListener;
 use crate::assets::{AssetError, Assets, ThemeValues};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientAuth, Config};
-use crate::flow::{LoginFlow, LoginSettings};
+use crate::backchannel::BackchannelNotifier;
+use crate::flow::{AccessChecker, FlowParts, LoginFlow, LoginSettings, SessionCodec};
 use crate::http::{AppState, CookieSettings, PageSettings};
 use crate::keys::{KeyError, KeySet};
 use crate::oidc::{Client, ClientRegistry, ClientSecret, Provider, ProviderSettings};
 use crate::plex::{PlexClient, PlexClientSettings, PlexError};
 use crate::random::{Random, SystemRandom};
 use crate::seal::{SealError, Sealer};
+use crate::store::{Store, StoreError};
 
 const PLEX_CLIENT_ID_FILE: &str = "plex-client-id";
 /// A Plex PIN made with `strong=true` lives 30 minutes; a pending login never outlives it.
@@ -45,6 +47,10 @@ pub enum StartupError {
     Plex(#[from] PlexError),
     #[error(transparent)]
     Assets(#[from] AssetError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the back-channel logout client: {0}")]
+    Backchannel(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -63,6 +69,10 @@ pub enum StartupError {
 pub struct Dependencies {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
+    /// Start even if the grant store has damaged lines, dropping them (`--discard-corrupt-store`).
+    pub discard_corrupt_store: bool,
+    /// Pause between back-channel logout attempts (tests shorten it).
+    pub backchannel_backoff: Duration,
 }
 
 impl Default for Dependencies {
@@ -70,6 +80,8 @@ impl Default for Dependencies {
         Dependencies {
             clock: Arc::new(SystemClock),
             random: Arc::new(SystemRandom),
+            discard_corrupt_store: false,
+            backchannel_backoff: Duration::from_secs(2),
         }
     }
 }
@@ -94,7 +106,12 @@ impl Application {
         if generated {
             tracing::info!(kid = keys.signer().kid(), "generated a new signing key");
         }
-        let sealer = Sealer::load_or_generate(&config.state_dir)?;
+        let sealer = Arc::new(Sealer::load_or_generate(&config.state_dir)?);
+        let store = Arc::new(Store::open(
+            &config.state_dir,
+            deps.clock.unix_seconds(),
+            deps.discard_corrupt_store,
+        )?);
         let plex_client_id = match &config.plex.client_identifier {
             Some(id) => id.clone(),
             None => plex_client_identifier(&config.state_dir, deps.random.as_ref())?,
@@ -121,6 +138,10 @@ impl Application {
             require_pkce: c.require_pkce,
             access_token_ttl: c.access_token_ttl,
             id_token_ttl: c.id_token_ttl,
+            refresh_tokens: c.refresh_tokens,
+            refresh_token_ttl: c.refresh_token_ttl,
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
         }));
         let provider = Arc::new(Provider::new(
             ProviderSettings {
@@ -130,7 +151,8 @@ impl Application {
             },
             registry,
             Arc::new(keys),
-            Arc::new(sealer),
+            sealer.clone(),
+            store,
             deps.clock.clone(),
             deps.random.clone(),
         ));
@@ -138,19 +160,33 @@ impl Application {
         let base_path = url::Url::parse(&config.issuer)
             .map(|u| u.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
-        let flow = Arc::new(LoginFlow::new(
+        let access = AccessChecker::new(
+            plex.clone(),
+            config.plex.server_id.clone(),
+            deps.clock.clone(),
+            config.access.recheck_interval.as_secs(),
+            config.access.outage_grace.as_secs(),
+            PENDING_LOGIN_CAPACITY,
+        );
+        let notifier = BackchannelNotifier::new(deps.backchannel_backoff)
+            .map_err(|e| StartupError::Backchannel(e.to_string()))?;
+        let flow = Arc::new(LoginFlow::new(FlowParts {
             provider,
             plex,
-            LoginSettings {
+            access,
+            sessions: SessionCodec::new(sealer),
+            notifier,
+            settings: LoginSettings {
                 server_id: config.plex.server_id.clone(),
                 base_url,
                 poll_interval: Duration::from_secs(1),
                 login_ttl: LOGIN_TTL,
                 capacity: PENDING_LOGIN_CAPACITY,
+                session_ttl: config.session.ttl,
             },
-            deps.clock.clone(),
-            deps.random.clone(),
-        ));
+            clock: deps.clock.clone(),
+            random: deps.random.clone(),
+        }));
         let assets = Assets::load(
             config.theme.dir.as_deref(),
             &ThemeValues {
@@ -187,7 +223,11 @@ impl Application {
             flow,
             assets: Arc::new(assets),
             page,
-            cookie: CookieSettings::for_issuer(config.issuer.starts_with("https://"), LOGIN_TTL),
+            cookie: CookieSettings::for_issuer(
+                config.issuer.starts_with("https://"),
+                LOGIN_TTL,
+                config.session.ttl,
+            ),
             state_dir: config.state_dir.clone(),
             metrics: config.metrics.listen.is_none().then(|| render.clone()),
         });

@@ -9,7 +9,10 @@ const DEFAULT_FILTER: &str = "info";
 /// Installs the global subscriber. `RUST_LOG` wins over the configured level so an operator can turn up
 /// logging without editing the config. Calling it again (tests) leaves the first subscriber in place.
 pub fn init(settings: &LogSettings) {
-    let filter = filter(std::env::var("RUST_LOG").ok().as_deref(), settings.level.as_deref());
+    let filter = filter(
+        std::env::var("RUST_LOG").ok().as_deref(),
+        settings.level.as_deref(),
+    );
     // Logs go to stderr so stdout stays free for command output.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -45,7 +48,10 @@ mod tests {
 
     #[test]
     fn the_configured_level_applies_without_rust_log() {
-        assert_eq!(filter(None, Some("info,plex_oidc=debug")).to_string(), "plex_oidc=debug,info");
+        assert_eq!(
+            filter(None, Some("info,plex_oidc=debug")).to_string(),
+            "plex_oidc=debug,info"
+        );
         assert_eq!(filter(Some("  "), Some("debug")).to_string(), "debug");
     }
 
@@ -56,7 +62,9 @@ mod tests {
 
     #[test]
     fn an_unusable_rust_log_falls_back_to_the_configured_level() {
-        assert_eq!(filter(Some("plex_oidc=loudest"), Some("error")).to_string(), "error");
+        assert_eq!(
+            filter(Some("plex_oidc=loudest"), Some("error")).to_string(),
+            "error"
+        );
     }
-
 }

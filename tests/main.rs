@@ -1,5 +1,8 @@
 //! All integration tests link into this one binary (each file in tests/ would be a slow link of its own).
 
 mod support;
+mod config_cli;
 mod oidc_flow;
 mod protocol_errors;
+mod plex_client;
+mod deploy_files;

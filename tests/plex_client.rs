@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use metrics_exporter_prometheus::PrometheusBuilder;
-use plex_oidc::plex::{
-    PinId, PlexClient, PlexClientSettings, PlexError, PlexToken, server_access,
-};
+use plex_oidc::plex::{PinId, PlexClient, PlexClientSettings, PlexError, PlexToken, server_access};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
@@ -29,7 +27,12 @@ fn settings_for(base_url: &str, client_identifier: &str, timeout: Duration) -> P
 }
 
 fn client_for(fake: &FakePlex) -> PlexClient {
-    PlexClient::new(settings_for(&fake.base_url(), CLIENT_ID, Duration::from_secs(5))).unwrap()
+    PlexClient::new(settings_for(
+        &fake.base_url(),
+        CLIENT_ID,
+        Duration::from_secs(5),
+    ))
+    .unwrap()
 }
 
 async fn start() -> (FakePlex, PlexClient) {
@@ -86,6 +89,7 @@ async fn creating_a_pin_yields_a_strong_code_that_expires_in_half_an_hour() {
     );
     assert_eq!(fake.calls(Call::PinCreate), 1);
     assert_eq!(fake.latest_pin_code().as_deref(), Some(pin.code.as_str()));
+    assert_eq!(fake.latest_pin_product().as_deref(), Some(PRODUCT));
 }
 
 #[tokio::test]
@@ -143,7 +147,10 @@ async fn an_expired_pin_is_not_found_even_after_approval() {
     let err = client.check_pin(pin.id).await.unwrap_err();
     assert!(matches!(err, PlexError::PinNotFound), "{err:?}");
     assert!(!err.is_unavailable());
-    assert!(!fake.approve(&pin.code, Account::Owner), "expired PINs cannot be approved");
+    assert!(
+        !fake.approve(&pin.code, Account::Owner),
+        "expired PINs cannot be approved"
+    );
 }
 
 #[tokio::test]
@@ -248,22 +255,27 @@ async fn only_accounts_the_server_is_shared_with_get_access() {
         assert_eq!(access.is_some(), account.has_access(), "{account:?}");
     }
 
-    let owner = server_access(&client.resources(&token(Account::Owner)).await.unwrap(), SERVER_ID)
-        .unwrap();
+    let owner = server_access(
+        &client.resources(&token(Account::Owner)).await.unwrap(),
+        SERVER_ID,
+    )
+    .unwrap();
     assert!(owner.owned);
     assert_eq!(owner.shared_by, None);
     assert_eq!(owner.server_name.as_deref(), Some("Living Room"));
 
-    let friend =
-        server_access(&client.resources(&token(Account::Friend)).await.unwrap(), SERVER_ID)
-            .unwrap();
+    let friend = server_access(
+        &client.resources(&token(Account::Friend)).await.unwrap(),
+        SERVER_ID,
+    )
+    .unwrap();
     assert!(!friend.owned);
     assert!(!friend.home);
     assert_eq!(friend.shared_by.as_deref(), Some("alice"));
 
     for account in [Account::HomeMember, Account::Managed] {
-        let home = server_access(&client.resources(&token(account)).await.unwrap(), SERVER_ID)
-            .unwrap();
+        let home =
+            server_access(&client.resources(&token(account)).await.unwrap(), SERVER_ID).unwrap();
         assert!(home.home, "{account:?}");
         assert!(!home.owned, "{account:?}");
     }
@@ -299,7 +311,10 @@ async fn removing_a_share_denies_access_until_it_is_restored() {
     assert_eq!(server_access(&revoked, SERVER_ID), None);
     assert!(!revoked.is_empty(), "the friend's own devices stay listed");
     let owner = client.resources(&token(Account::Owner)).await.unwrap();
-    assert!(server_access(&owner, SERVER_ID).is_some(), "others keep access");
+    assert!(
+        server_access(&owner, SERVER_ID).is_some(),
+        "others keep access"
+    );
 
     fake.restore_share(Account::Friend);
     let restored = client.resources(&friend).await.unwrap();
@@ -315,7 +330,10 @@ async fn an_unknown_token_is_unauthorized_for_user_and_resources() {
     assert!(matches!(user, PlexError::Unauthorized), "{user:?}");
     assert!(!user.is_unavailable());
     let resources = client.resources(&bogus).await.unwrap_err();
-    assert!(matches!(resources, PlexError::Unauthorized), "{resources:?}");
+    assert!(
+        matches!(resources, PlexError::Unauthorized),
+        "{resources:?}"
+    );
 }
 
 #[tokio::test]
@@ -357,9 +375,15 @@ async fn a_server_error_means_plex_is_unavailable_never_denied() {
     for status in [500, 502, 503, 504] {
         fake.set_fault(Fault::ServerError(status));
         let user = client.user(&token(Account::Owner)).await.unwrap_err();
-        assert!(matches!(&user, PlexError::Unavailable(m) if m.contains(&status.to_string())), "{user:?}");
+        assert!(
+            matches!(&user, PlexError::Unavailable(m) if m.contains(&status.to_string())),
+            "{user:?}"
+        );
         let resources = client.resources(&token(Account::Owner)).await.unwrap_err();
-        assert!(matches!(resources, PlexError::Unavailable(_)), "{resources:?}");
+        assert!(
+            matches!(resources, PlexError::Unavailable(_)),
+            "{resources:?}"
+        );
         let pin = client.create_pin().await.unwrap_err();
         assert!(matches!(pin, PlexError::Unavailable(_)), "{pin:?}");
     }
@@ -373,7 +397,11 @@ async fn malformed_json_is_an_unexpected_response() {
         client.create_pin().await.unwrap_err(),
         client.check_pin(PinId::new(1)).await.unwrap_err(),
         client.user(&token(Account::Owner)).await.unwrap_err(),
-        client.resources(&token(Account::Owner)).await.map(|_| ()).unwrap_err(),
+        client
+            .resources(&token(Account::Owner))
+            .await
+            .map(|_| ())
+            .unwrap_err(),
     ] {
         assert!(matches!(err, PlexError::UnexpectedResponse(_)), "{err:?}");
         assert!(err.is_unavailable());
@@ -387,7 +415,11 @@ async fn xml_instead_of_the_json_asked_for_is_an_unexpected_response() {
     for err in [
         client.create_pin().await.unwrap_err(),
         client.user(&token(Account::Owner)).await.unwrap_err(),
-        client.resources(&token(Account::Owner)).await.map(|_| ()).unwrap_err(),
+        client
+            .resources(&token(Account::Owner))
+            .await
+            .map(|_| ())
+            .unwrap_err(),
     ] {
         assert!(
             matches!(&err, PlexError::UnexpectedResponse(m) if m.contains("XML")),
@@ -407,22 +439,38 @@ async fn a_reset_connection_means_plex_is_unavailable() {
 
     assert!(matches!(pin, PlexError::Unavailable(_)), "{pin:?}");
     assert!(matches!(user, PlexError::Unavailable(_)), "{user:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "a reset is noticed at once");
-    assert!(fake.calls(Call::PinCreate) >= 1, "the request reached the fake");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a reset is noticed at once"
+    );
+    assert!(
+        fake.calls(Call::PinCreate) >= 1,
+        "the request reached the fake"
+    );
 }
 
 #[tokio::test]
 async fn a_redirect_from_plex_is_never_followed() {
     let (fake, client) = start().await;
     let elsewhere = FakePlex::start().await;
-    fake.set_fault(Fault::RedirectTo(format!("{}/api/v2/user", elsewhere.base_url())));
+    fake.set_fault(Fault::RedirectTo(format!(
+        "{}/api/v2/user",
+        elsewhere.base_url()
+    )));
 
     let user = client.user(&token(Account::Owner)).await.unwrap_err();
     let pin = client.create_pin().await.unwrap_err();
 
-    assert!(matches!(&user, PlexError::UnexpectedResponse(m) if m.contains("302")), "{user:?}");
+    assert!(
+        matches!(&user, PlexError::UnexpectedResponse(m) if m.contains("302")),
+        "{user:?}"
+    );
     assert!(matches!(pin, PlexError::UnexpectedResponse(_)), "{pin:?}");
-    assert_eq!(elsewhere.calls(Call::User), 0, "the token never went elsewhere");
+    assert_eq!(
+        elsewhere.calls(Call::User),
+        0,
+        "the token never went elsewhere"
+    );
     assert_eq!(elsewhere.calls(Call::PinCreate), 0);
 }
 
@@ -456,7 +504,10 @@ async fn the_client_recovers_as_soon_as_plex_does() {
         Fault::RateLimited,
     ] {
         fake.set_fault(fault.clone());
-        assert!(client.user(&token(Account::Owner)).await.is_err(), "{fault:?}");
+        assert!(
+            client.user(&token(Account::Owner)).await.is_err(),
+            "{fault:?}"
+        );
         fake.set_fault(Fault::None);
         let user = client.user(&token(Account::Owner)).await.unwrap();
         assert_eq!(user.id, Account::Owner.id(), "after {fault:?}");
@@ -468,13 +519,19 @@ async fn a_plex_that_refuses_connections_is_unavailable() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let client =
-        PlexClient::new(settings_for(&format!("http://{addr}"), CLIENT_ID, Duration::from_secs(2)))
-            .unwrap();
+    let client = PlexClient::new(settings_for(
+        &format!("http://{addr}"),
+        CLIENT_ID,
+        Duration::from_secs(2),
+    ))
+    .unwrap();
 
     let err = client.create_pin().await.unwrap_err();
 
-    assert!(matches!(&err, PlexError::Unavailable(m) if m.contains("connect")), "{err:?}");
+    assert!(
+        matches!(&err, PlexError::Unavailable(m) if m.contains("connect")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -519,7 +576,9 @@ async fn serve_raw(response: Vec<u8>) -> String {
 
 #[tokio::test]
 async fn an_oversized_response_is_rejected_without_buffering_it() {
-    let declared = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n[".to_vec();
+    let declared =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n["
+            .to_vec();
     let mut chunked =
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
             .to_vec();
@@ -592,8 +651,14 @@ async fn the_auth_app_url_parses_back_to_code_client_product_and_forward_url() {
     let with_forward = client.auth_app_url(&pin.code, Some(forward));
     let without = client.auth_app_url(&pin.code, None);
 
-    assert!(with_forward.starts_with(&format!("{}/auth#?", fake.base_url())), "{with_forward}");
-    assert!(!with_forward.contains(' ') && !with_forward.contains('+'), "{with_forward}");
+    assert!(
+        with_forward.starts_with(&format!("{}/auth#?", fake.base_url())),
+        "{with_forward}"
+    );
+    assert!(
+        !with_forward.contains(' ') && !with_forward.contains('+'),
+        "{with_forward}"
+    );
     let params = fragment_params(&with_forward);
     assert_eq!(params["clientID"], CLIENT_ID);
     assert_eq!(params["code"], pin.code);
@@ -658,7 +723,10 @@ async fn metrics_count_each_call_by_outcome() {
         text.contains("plex_oidc_plex_rate_limited_total{call=\"pin_create\"} 2"),
         "{text}"
     );
-    assert!(!text.contains(Account::Owner.token()), "no token in metrics");
+    assert!(
+        !text.contains(Account::Owner.token()),
+        "no token in metrics"
+    );
 }
 
 // ---- The fake itself ----------------------------------------------------------------------------
@@ -675,12 +743,24 @@ async fn the_fake_answers_xml_unless_json_is_asked_for() {
     };
 
     let xml = request().send().await.unwrap();
-    assert!(xml.headers()["content-type"].to_str().unwrap().contains("xml"));
+    assert!(
+        xml.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("xml")
+    );
     let body = xml.text().await.unwrap();
     assert!(body.contains("<user "), "{body}");
-    assert!(body.contains(r#"confirmed="1""#), "booleans are 0/1: {body}");
+    assert!(
+        body.contains(r#"confirmed="1""#),
+        "booleans are 0/1: {body}"
+    );
 
-    let json = request().header("Accept", "application/json").send().await.unwrap();
+    let json = request()
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         json.headers()["content-type"],
         "application/json; charset=utf-8"
@@ -727,7 +807,11 @@ async fn the_fake_refuses_pins_without_a_client_identifier_and_accepts_one_anywh
     let by_form = http
         .post(&url)
         .header("Accept", "application/json")
-        .form(&[("strong", "true"), ("X-Plex-Client-Identifier", "form-id"), ("X-Plex-Product", "Formed")])
+        .form(&[
+            ("strong", "true"),
+            ("X-Plex-Client-Identifier", "form-id"),
+            ("X-Plex-Product", "Formed"),
+        ])
         .send()
         .await
         .unwrap();
@@ -756,8 +840,18 @@ async fn the_fake_pin_body_is_complete_and_a_weak_pin_has_a_short_uppercase_code
 
     let strong: Value = create(true).await.unwrap().json().await.unwrap();
     for field in [
-        "id", "code", "product", "trusted", "qr", "clientIdentifier", "location", "expiresIn",
-        "createdAt", "expiresAt", "authToken", "newRegistration",
+        "id",
+        "code",
+        "product",
+        "trusted",
+        "qr",
+        "clientIdentifier",
+        "location",
+        "expiresIn",
+        "createdAt",
+        "expiresAt",
+        "authToken",
+        "newRegistration",
     ] {
         assert!(strong.get(field).is_some(), "missing {field}: {strong}");
     }
@@ -770,7 +864,11 @@ async fn the_fake_pin_body_is_complete_and_a_weak_pin_has_a_short_uppercase_code
     let weak: Value = weak.json().await.unwrap();
     let code = weak["code"].as_str().unwrap();
     assert_eq!(code.len(), 4);
-    assert!(code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()), "{code}");
+    assert!(
+        code.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+        "{code}"
+    );
     assert!(weak["expiresIn"].as_u64().unwrap() <= 900);
 }
 
@@ -787,7 +885,11 @@ async fn the_fake_answers_unknown_routes_with_plexs_not_found() {
             .unwrap();
         assert_eq!(response.status(), 404, "{path}");
         let body: Value = response.json().await.unwrap();
-        assert_eq!(body, serde_json::json!({"status": 404, "error": "Not Found"}), "{path}");
+        assert_eq!(
+            body,
+            serde_json::json!({"status": 404, "error": "Not Found"}),
+            "{path}"
+        );
     }
 }
 
@@ -835,8 +937,16 @@ async fn the_fake_auth_page_isolates_its_opener_and_offers_every_account() {
         .unwrap();
 
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["cross-origin-opener-policy"], "same-origin");
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert_eq!(
+        response.headers()["cross-origin-opener-policy"],
+        "same-origin"
+    );
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let page = response.text().await.unwrap();
     for id in [
         "approve-owner",
@@ -863,13 +973,25 @@ async fn the_fake_approve_hook_rejects_unknown_codes_and_foreign_client_ids() {
             .send()
     };
 
-    assert_eq!(approve("unknowncode", CLIENT_ID).await.unwrap().status(), 404);
-    assert_eq!(approve(&pin.code, "someone-else").await.unwrap().status(), 404);
+    assert_eq!(
+        approve("unknowncode", CLIENT_ID).await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        approve(&pin.code, "someone-else").await.unwrap().status(),
+        404
+    );
     assert!(client.check_pin(pin.id).await.unwrap().auth_token.is_none());
 
     assert_eq!(approve(&pin.code, CLIENT_ID).await.unwrap().status(), 200);
     assert_eq!(
-        client.check_pin(pin.id).await.unwrap().auth_token.unwrap().expose(),
+        client
+            .check_pin(pin.id)
+            .await
+            .unwrap()
+            .auth_token
+            .unwrap()
+            .expose(),
         Account::Owner.token()
     );
 }

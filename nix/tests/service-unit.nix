@@ -155,6 +155,7 @@ let
   };
   noSecretFiles = eval { clientSecretFiles = { }; };
   badListen = eval { settings = settings // { listen = "8080"; }; };
+  movedStateDir = eval { settings = settings // { state_dir = "/srv/plex-oidc"; }; };
 
   checks = [
     {
@@ -279,6 +280,10 @@ let
     {
       name = "a listen address without a port is rejected";
       ok = failsWith badListen "settings.listen must be.*";
+    }
+    {
+      name = "a state_dir other than the systemd StateDirectory is rejected";
+      ok = failsWith movedStateDir "settings.state_dir must stay /var/lib/plex-oidc.*";
     }
     {
       name = "loopback listen addresses are recognised";

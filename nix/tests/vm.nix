@@ -141,7 +141,7 @@ pkgs.testers.runNixOSTest {
             "nonce": "nonce-456",
         })
         page = curl(f"'{discovery['authorization_endpoint']}?{query}'")
-        login = re.search(r'data-login-id="([^"]+)"', page).group(1)
+        login = re.search(r'data-login(?:-id)?="([^"]+)"', page).group(1)
 
         start = post_json(f"{BASE}/login/start", {"login": login})
         fragment = start["popup_url"].split("#?", 1)[1]
@@ -158,7 +158,8 @@ pkgs.testers.runNixOSTest {
             f"-d '{{\"login\": \"{login}\"}}' {BASE}/login/poll | jq -e -c 'select(.state == \"approved\")'"
         ))
 
-        headers = curl(f"-o /dev/null -D - '{BASE}{poll['continue_url']}'")
+        continue_url = urllib.parse.urljoin(BASE + "/", poll["continue_url"])
+        headers = curl(f"-o /dev/null -D - '{continue_url}'")
         assert re.match(r"HTTP/[0-9.]+ 303", headers), headers
         location = re.search(r"(?im)^location: *(\S+)", headers).group(1)
         assert location.startswith(REDIRECT + "?"), location

@@ -10,7 +10,9 @@ use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::raw::{RawAccess, RawClient, RawConfig, RawLog, RawMetrics, RawPlex, RawSession, RawTheme};
+use super::raw::{
+    RawAccess, RawClient, RawConfig, RawLog, RawMetrics, RawPlex, RawSession, RawTheme,
+};
 use super::schema::secret_alternatives_message;
 use super::secret::{self, SHORT_SECRET_CHARS, io_reason};
 use super::uri::{self, UriUse, Verdict};
@@ -37,7 +39,12 @@ pub(super) fn resolve(raw: RawConfig, context: &Context<'_>) -> Result<Config, V
         .enumerate()
         .map(|(i, client)| c.client(i, client))
         .collect();
-    c.unique_client_ids(raw.clients.iter().map(|client| client.client_id.as_str()).enumerate());
+    c.unique_client_ids(
+        raw.clients
+            .iter()
+            .map(|client| client.client_id.as_str())
+            .enumerate(),
+    );
     let log = c.log(&raw.log);
     let metrics = c.metrics(&raw.metrics, listen);
     let theme = c.theme(&raw.theme);
@@ -72,8 +79,9 @@ pub(super) fn resolve(raw: RawConfig, context: &Context<'_>) -> Result<Config, V
     }
 }
 
-/// Runs the semantic checks on the parts of a schema-invalid document that the schema found no fault in,
-/// so the operator sees all problems in one run. Returns only problems the schema did not already report.
+/// Runs the semantic checks on every part of a schema-invalid document that still deserializes (unknown
+/// keys already removed), so the operator sees all problems in one run. A semantic error at a path the
+/// schema already faulted is dropped: one message per path, the schema's.
 pub(super) fn check_parts(
     document: &Value,
     schema_errors: &[ConfigError],
@@ -82,45 +90,24 @@ pub(super) fn check_parts(
     let Some(root) = document.as_object() else {
         return Vec::new();
     };
-    let faulty_below = |path: &str| {
-        let prefix = format!("{path}/");
-        schema_errors.iter().any(|e| e.path.starts_with(&prefix))
-    };
-    let faulty = |path: &str| faulty_below(path) || schema_errors.iter().any(|e| e.path == path);
     fn part<T: DeserializeOwned>(root: &serde_json::Map<String, Value>, key: &str) -> Option<T> {
         root.get(key).and_then(|v| T::deserialize(v).ok())
     }
 
     let mut c = Checker::new(context);
-    if !faulty("/issuer")
-        && let Some(issuer) = part::<String>(root, "issuer")
-    {
+    if let Some(issuer) = part::<String>(root, "issuer") {
         c.issuer(&issuer);
     }
-    let mut listen = None;
-    if !faulty("/listen")
-        && let Some(address) = part::<String>(root, "listen")
-    {
-        listen = c.socket("/listen", &address);
-    }
-    if !faulty("/state_dir")
-        && let Some(dir) = part::<String>(root, "state_dir")
-    {
+    let listen = part::<String>(root, "listen").and_then(|address| c.socket("/listen", &address));
+    if let Some(dir) = part::<String>(root, "state_dir") {
         c.state_dir(&dir);
     }
-    if !faulty("/plex")
-        && let Some(plex) = part::<RawPlex>(root, "plex")
-    {
+    if let Some(plex) = part::<RawPlex>(root, "plex") {
         c.plex(&plex);
     }
     if let Some(Value::Array(clients)) = root.get("clients") {
         let mut ids = Vec::new();
         for (i, client) in clients.iter().enumerate() {
-            // An error at the client itself can only be the secret alternatives, which `client`
-            // reports again in the same words; the duplicate is dropped below.
-            if faulty_below(&format!("/clients/{i}")) {
-                continue;
-            }
             if let Ok(client) = RawClient::deserialize(client) {
                 c.client(i, &client);
                 ids.push((i, client.client_id));
@@ -128,35 +115,25 @@ pub(super) fn check_parts(
         }
         c.unique_client_ids(ids.iter().map(|(i, id)| (*i, id.as_str())));
     }
-    if !faulty("/log")
-        && let Some(log) = part::<RawLog>(root, "log")
-    {
+    if let Some(log) = part::<RawLog>(root, "log") {
         c.log(&log);
     }
-    if !faulty("/metrics")
-        && let Some(metrics) = part::<RawMetrics>(root, "metrics")
-    {
+    if let Some(metrics) = part::<RawMetrics>(root, "metrics") {
         c.metrics(&metrics, listen);
     }
-    if !faulty("/theme")
-        && let Some(theme) = part::<RawTheme>(root, "theme")
-    {
+    if let Some(theme) = part::<RawTheme>(root, "theme") {
         c.theme(&theme);
     }
-    if !faulty("/session")
-        && let Some(session) = part::<RawSession>(root, "session")
-    {
+    if let Some(session) = part::<RawSession>(root, "session") {
         c.session(&session);
     }
-    if !faulty("/access")
-        && let Some(access) = part::<RawAccess>(root, "access")
-    {
+    if let Some(access) = part::<RawAccess>(root, "access") {
         c.access(&access);
     }
-    c.errors.retain(|e| !schema_errors.contains(e));
+    c.errors
+        .retain(|e| !schema_errors.iter().any(|s| s.path == e.path));
     c.errors
 }
-
 
 struct Checker<'a> {
     context: &'a Context<'a>,
@@ -186,7 +163,10 @@ impl<'a> Checker<'a> {
     }
 
     fn issuer(&mut self, issuer: &str) -> Option<String> {
-        self.ok("/issuer", uri::check_issuer(issuer).map(|()| issuer.to_owned()))
+        self.ok(
+            "/issuer",
+            uri::check_issuer(issuer).map(|()| issuer.to_owned()),
+        )
     }
 
     fn socket(&mut self, path: &str, address: &str) -> Option<SocketAddr> {
@@ -255,7 +235,10 @@ impl<'a> Checker<'a> {
             raw.allow_insecure_redirects,
         );
         if raw.redirect_uris.is_empty() {
-            self.error(&format!("{path}/redirect_uris"), "must list at least one entry");
+            self.error(
+                &format!("{path}/redirect_uris"),
+                "must list at least one entry",
+            );
         }
         let post_logout_redirect_uris = self.uris(
             &format!("{path}/post_logout_redirect_uris"),
@@ -271,10 +254,17 @@ impl<'a> Checker<'a> {
             ),
             None => true,
         };
-        let access_token_ttl = self.duration(&format!("{path}/access_token_ttl"), &raw.access_token_ttl, false);
+        let access_token_ttl = self.duration(
+            &format!("{path}/access_token_ttl"),
+            &raw.access_token_ttl,
+            false,
+        );
         let id_token_ttl = self.duration(&format!("{path}/id_token_ttl"), &raw.id_token_ttl, false);
-        let refresh_token_ttl =
-            self.duration(&format!("{path}/refresh_token_ttl"), &raw.refresh_token_ttl, false);
+        let refresh_token_ttl = self.duration(
+            &format!("{path}/refresh_token_ttl"),
+            &raw.refresh_token_ttl,
+            false,
+        );
         let auth = auth?;
         let public = matches!(auth, ClientAuth::Public);
         backchannel_ok.then_some(())?;
@@ -333,7 +323,8 @@ impl<'a> Checker<'a> {
         }
         if let Some(file) = &raw.client_secret_file {
             let key = format!("{path}/client_secret_file");
-            let read = secret::read_secret_file(file, self.context.base_dir, self.context.credentials_dir);
+            let read =
+                secret::read_secret_file(file, self.context.base_dir, self.context.credentials_dir);
             let read = self.ok(&key, read)?;
             if let Some(warning) = &read.warning {
                 self.warn(&key, warning);
@@ -402,7 +393,10 @@ impl<'a> Checker<'a> {
         };
         let metrics = self.socket("/metrics/listen", address)?;
         if Some(metrics) == listen && metrics.port() != 0 {
-            self.error("/metrics/listen", format!("\"{address}\" is the address of /listen already"));
+            self.error(
+                "/metrics/listen",
+                format!("\"{address}\" is the address of /listen already"),
+            );
             return None;
         }
         Some(MetricsSettings {
@@ -440,7 +434,10 @@ impl<'a> Checker<'a> {
                 false
             }
             Err(e) => {
-                self.error("/theme/dir", format!("cannot read \"{shown}\" ({})", io_reason(&e)));
+                self.error(
+                    "/theme/dir",
+                    format!("cannot read \"{shown}\" ({})", io_reason(&e)),
+                );
                 false
             }
         }
@@ -456,7 +453,10 @@ impl<'a> Checker<'a> {
             return self.ok(PATH, uri::check_http_url(logo)).is_some();
         }
         let relative = Path::new(logo);
-        if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        {
             self.error(
                 PATH,
                 format!("\"{logo}\" must be an https URL or a path inside theme.dir (no \"..\", not absolute)"),
@@ -464,12 +464,18 @@ impl<'a> Checker<'a> {
             return false;
         }
         let Some(dir) = dir else {
-            self.error(PATH, format!("\"{logo}\" is a file path, which needs \"dir\" in theme"));
+            self.error(
+                PATH,
+                format!("\"{logo}\" is a file path, which needs \"dir\" in theme"),
+            );
             return false;
         };
         let file = dir.join(relative);
         if !file.is_file() {
-            self.error(PATH, format!("\"{}\" is not a readable file", file.display()));
+            self.error(
+                PATH,
+                format!("\"{}\" is not a readable file", file.display()),
+            );
             return false;
         }
         true
@@ -482,7 +488,8 @@ impl<'a> Checker<'a> {
     }
 
     fn access(&mut self, raw: &RawAccess) -> Option<AccessSettings> {
-        let recheck_interval = self.duration("/access/recheck_interval", &raw.recheck_interval, false);
+        let recheck_interval =
+            self.duration("/access/recheck_interval", &raw.recheck_interval, false);
         let outage_grace = self.duration("/access/outage_grace", &raw.outage_grace, true);
         Some(AccessSettings {
             recheck_interval: recheck_interval?,

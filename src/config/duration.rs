@@ -5,7 +5,8 @@ const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1
 /// Parses a human duration: whole numbers with units `d`, `h`, `m`, `s`, largest unit first, each at most
 /// once (`"90s"`, `"15m"`, `"1h30m"`, `"7d"`). The error is a sentence for the operator.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("\"{s}\" is not a duration like \"90s\", \"15m\", \"1h30m\" or \"7d\"");
+    let invalid =
+        || format!("\"{s}\" is not a duration like \"90s\", \"15m\", \"1h30m\" or \"7d\"");
     if s.is_empty() {
         return Err(invalid());
     }
@@ -78,7 +79,9 @@ mod tests {
 
     #[test]
     fn malformed_durations_are_rejected_with_an_example() {
-        for bad in ["", "10", "h", "1.5h", "1 h", " 1h", "1h ", "-1s", "500ms", "1w", "1H", "1h30"] {
+        for bad in [
+            "", "10", "h", "1.5h", "1 h", " 1h", "1h ", "-1s", "500ms", "1w", "1H", "1h30",
+        ] {
             let error = parse_duration(bad).expect_err(bad);
             assert!(error.contains(&format!("\"{bad}\"")), "{bad}: {error}");
         }

@@ -32,6 +32,13 @@ pub(super) fn pointer_push(path: &str, token: &str) -> String {
     format!("{path}/{}", token.replace('~', "~0").replace('/', "~1"))
 }
 
+/// Removes `key` from the object at JSON Pointer `object`, if both exist.
+pub(super) fn remove_key(document: &mut Value, object: &str, key: &str) {
+    if let Some(Value::Object(map)) = document.pointer_mut(object) {
+        map.remove(key);
+    }
+}
+
 struct Node<'a> {
     path: String,
     duplicate_at: &'a RefCell<Option<String>>,
@@ -148,7 +155,9 @@ mod tests {
         let error = parse(text).unwrap_err();
         assert_eq!(error.path, "/clients/0/client_id");
         assert!(
-            error.message.starts_with("duplicate key \"client_id\" at line 2 column"),
+            error
+                .message
+                .starts_with("duplicate key \"client_id\" at line 2 column"),
             "{error}"
         );
     }
@@ -156,6 +165,14 @@ mod tests {
     #[test]
     fn the_same_key_in_different_objects_is_fine() {
         assert!(parse(r#"[{"a": 1}, {"a": 2}]"#).is_ok());
+    }
+
+    #[test]
+    fn a_key_is_removed_from_the_object_a_pointer_names() {
+        let mut document = serde_json::json!({"a": [{"x": 1, "y/z": 2}]});
+        remove_key(&mut document, "/a/0", "y/z");
+        remove_key(&mut document, "/missing", "x");
+        assert_eq!(document, serde_json::json!({"a": [{"x": 1}]}));
     }
 
     #[test]

@@ -150,7 +150,11 @@ impl ConfigError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         let path = path.into();
         ConfigError {
-            path: if path.is_empty() { "/".to_owned() } else { path },
+            path: if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path
+            },
             message: message.into(),
         }
     }
@@ -205,26 +209,69 @@ impl Config {
         base_dir: &Path,
         credentials_dir: Option<&Path>,
     ) -> Result<Config, ConfigErrors> {
-        let value = json::parse(text).map_err(|e| ConfigErrors(vec![e]))?;
-        let schema_errors = schema::validate(&value);
+        let mut value = json::parse(text).map_err(|e| ConfigErrors(vec![e]))?;
+        let schema = schema::validate(&value);
         let context = check::Context {
             base_dir,
             credentials_dir,
         };
-        if !schema_errors.is_empty() {
-            // Report what the schema found plus what the semantic checks find in the parts it left intact,
-            // so a second run does not surface a fresh batch of problems.
-            let mut errors = schema_errors;
+        if !schema.errors.is_empty() {
+            // Report what the schema found plus what the semantic checks find in every part that still
+            // reads, so fixing this batch does not surface a fresh one.
+            for (object, key) in &schema.unknown_keys {
+                json::remove_key(&mut value, object, key);
+            }
+            let mut errors = schema.errors;
             let more = check::check_parts(&value, &errors, &context);
             errors.extend(more);
+            sort_for_reading(&mut errors);
             return Err(ConfigErrors(errors));
         }
         let raw: raw::RawConfig = serde_json::from_value(value).map_err(|e| {
             // Unreachable unless schema and structs disagree; still reported, never a panic.
             ConfigErrors(vec![ConfigError::new("/", e.to_string())])
         })?;
-        check::resolve(raw, &context).map_err(ConfigErrors)
+        check::resolve(raw, &context).map_err(|mut errors| {
+            sort_for_reading(&mut errors);
+            ConfigErrors(errors)
+        })
     }
+}
+
+/// Top-level keys in the order the schema and the docs present them.
+const KEY_ORDER: [&str; 10] = [
+    "issuer",
+    "listen",
+    "state_dir",
+    "plex",
+    "clients",
+    "log",
+    "metrics",
+    "theme",
+    "session",
+    "access",
+];
+
+/// Orders errors the way the file reads: by top-level key as documented, then array indexes numerically,
+/// so each client's problems sit together whichever stage found them. The sort is stable, so problems at
+/// one path keep the order they were found in.
+fn sort_for_reading(errors: &mut [ConfigError]) {
+    fn key(path: &str) -> (usize, Vec<Result<u64, &str>>) {
+        let mut tokens = path.split('/').filter(|t| !t.is_empty());
+        let rank = match tokens.clone().next() {
+            None => 0,
+            Some(top) => KEY_ORDER
+                .iter()
+                .position(|k| *k == top)
+                .map_or(KEY_ORDER.len() + 1, |i| i + 1),
+        };
+        let rest = tokens
+            .by_ref()
+            .map(|t| t.parse::<u64>().map_err(|_| t))
+            .collect();
+        (rank, rest)
+    }
+    errors.sort_by(|a, b| key(&a.path).cmp(&key(&b.path)));
 }
 
 #[cfg(test)]

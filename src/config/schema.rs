@@ -29,22 +29,32 @@ static COMPILED: LazyLock<Result<Compiled, String>> = LazyLock::new(|| {
     Ok(Compiled { schema, validator })
 });
 
-/// Every schema violation in `instance`, each at the JSON path of the offending value.
-pub(super) fn validate(instance: &Value) -> Vec<ConfigError> {
+#[derive(Debug, Default)]
+pub(super) struct SchemaReport {
+    /// Every violation, each at the JSON path of the offending value.
+    pub errors: Vec<ConfigError>,
+    /// Unknown keys as (path of their object, key), so later checks can look past them.
+    pub unknown_keys: Vec<(String, String)>,
+}
+
+pub(super) fn validate(instance: &Value) -> SchemaReport {
     let compiled = match &*COMPILED {
         Ok(compiled) => compiled,
         Err(e) => {
-            return vec![ConfigError::new(
-                "/",
-                format!("internal error: the embedded schema does not compile ({e})"),
-            )];
+            return SchemaReport {
+                errors: vec![ConfigError::new(
+                    "/",
+                    format!("internal error: the embedded schema does not compile ({e})"),
+                )],
+                unknown_keys: Vec::new(),
+            };
         }
     };
-    let mut errors = Vec::new();
+    let mut report = SchemaReport::default();
     for error in compiled.validator.iter_errors(instance) {
-        translate(&error, &compiled.schema, &mut errors);
+        translate(&error, &compiled.schema, &mut report);
     }
-    errors
+    report
 }
 
 /// The sentence for a client that gives none or several of the secret alternatives; shared with the
@@ -61,7 +71,9 @@ pub(super) fn secret_alternatives_message(found: &[&str]) -> String {
 }
 
 /// Which of the mutually exclusive client keys an object sets, named as in the message.
-pub(super) fn secret_alternatives_found(client: &serde_json::Map<String, Value>) -> Vec<&'static str> {
+pub(super) fn secret_alternatives_found(
+    client: &serde_json::Map<String, Value>,
+) -> Vec<&'static str> {
     let mut found = Vec::new();
     for key in ["client_secret", "client_secret_file", "client_secret_hash"] {
         if client.contains_key(key) {
@@ -74,7 +86,8 @@ pub(super) fn secret_alternatives_found(client: &serde_json::Map<String, Value>)
     found
 }
 
-fn translate(error: &ValidationError<'_>, schema: &Value, out: &mut Vec<ConfigError>) {
+fn translate(error: &ValidationError<'_>, schema: &Value, report: &mut SchemaReport) {
+    let out = &mut report.errors;
     let path = error.instance_path().as_str();
     let instance: &Value = error.instance();
     let shown = || show(path, instance);
@@ -91,6 +104,7 @@ fn translate(error: &ValidationError<'_>, schema: &Value, out: &mut Vec<ConfigEr
                     pointer_push(path, key),
                     format!("unknown key \"{key}\"{hint}"),
                 ));
+                report.unknown_keys.push((path.to_owned(), key.clone()));
             }
             return;
         }
@@ -102,7 +116,8 @@ fn translate(error: &ValidationError<'_>, schema: &Value, out: &mut Vec<ConfigEr
             ));
             return;
         }
-        ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::OneOfMultipleValid { .. } => {
+        ValidationErrorKind::OneOfNotValid { .. }
+        | ValidationErrorKind::OneOfMultipleValid { .. } => {
             // The only oneOf in the schema is the client's secret alternatives.
             match instance.as_object() {
                 Some(client) => secret_alternatives_message(&secret_alternatives_found(client)),
@@ -223,7 +238,11 @@ fn closest<'a>(key: &str, known: &'a [String]) -> Option<&'a str> {
     known
         .iter()
         .map(|k| {
-            let distance = if squash(k) == squashed { 0 } else { edit_distance(key, k) };
+            let distance = if squash(k) == squashed {
+                0
+            } else {
+                edit_distance(key, k)
+            };
             (distance, k)
         })
         .filter(|(distance, k)| *distance <= 2.max(k.len() / 4))
@@ -252,7 +271,11 @@ mod tests {
     use serde_json::json;
 
     fn errors(instance: Value) -> Vec<String> {
-        validate(&instance).iter().map(ToString::to_string).collect()
+        validate(&instance)
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn minimal() -> Value {
@@ -273,15 +296,24 @@ mod tests {
     #[test]
     fn every_object_in_the_schema_forbids_unknown_keys_and_every_key_is_described() {
         fn walk(node: &Value, at: &str) {
-            let Some(object) = node.as_object() else { return };
+            let Some(object) = node.as_object() else {
+                return;
+            };
             if object.get("type") == Some(&json!("object")) {
-                assert_eq!(object.get("additionalProperties"), Some(&json!(false)), "{at}");
+                assert_eq!(
+                    object.get("additionalProperties"),
+                    Some(&json!(false)),
+                    "{at}"
+                );
             }
             if let Some(properties) = object.get("properties").and_then(Value::as_object) {
                 for (key, property) in properties {
                     let has_description = property.get("description").is_some();
                     // Branches of the secret oneOf only restate a key described elsewhere.
-                    assert!(has_description || at.contains("oneOf"), "{at}/properties/{key}");
+                    assert!(
+                        has_description || at.contains("oneOf"),
+                        "{at}/properties/{key}"
+                    );
                 }
             }
             for (key, child) in object {
@@ -310,9 +342,30 @@ mod tests {
         config["clients"][0]["redirectUris"] = json!([]);
         config["colour"] = json!("x");
         let found = errors(config);
-        assert!(found.contains(&"/plex/serverid: unknown key \"serverid\" (did you mean \"server_id\"?)".to_owned()), "{found:?}");
+        assert!(
+            found.contains(
+                &"/plex/serverid: unknown key \"serverid\" (did you mean \"server_id\"?)"
+                    .to_owned()
+            ),
+            "{found:?}"
+        );
         assert!(found.contains(&"/clients/0/redirectUris: unknown key \"redirectUris\" (did you mean \"redirect_uris\"?)".to_owned()), "{found:?}");
-        assert!(found.iter().any(|e| e.starts_with("/colour: unknown key \"colour\" (known keys: access, clients, issuer, listen,")), "{found:?}");
+        assert!(
+            found.iter().any(|e| e.starts_with(
+                "/colour: unknown key \"colour\" (known keys: access, clients, issuer, listen,"
+            )),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_listed_for_later_stages() {
+        let mut config = minimal();
+        config["clients"][0]["colour"] = json!("x");
+        assert_eq!(
+            validate(&config).unknown_keys,
+            [("/clients/0".to_owned(), "colour".to_owned())]
+        );
     }
 
     #[test]
@@ -321,8 +374,14 @@ mod tests {
         config["plex"].as_object_mut().unwrap().remove("server_id");
         config.as_object_mut().unwrap().remove("issuer");
         let found = errors(config);
-        assert!(found.contains(&"/issuer: required key is missing".to_owned()), "{found:?}");
-        assert!(found.contains(&"/plex/server_id: required key is missing".to_owned()), "{found:?}");
+        assert!(
+            found.contains(&"/issuer: required key is missing".to_owned()),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&"/plex/server_id: required key is missing".to_owned()),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -331,7 +390,10 @@ mod tests {
         config["listen"] = json!(8080);
         config["clients"][0]["redirect_uris"] = json!("https://g.example.com/cb");
         let found = errors(config);
-        assert!(found.contains(&"/listen: expected a string, found a number (8080)".to_owned()), "{found:?}");
+        assert!(
+            found.contains(&"/listen: expected a string, found a number (8080)".to_owned()),
+            "{found:?}"
+        );
         assert!(found.contains(&"/clients/0/redirect_uris: expected an array, found a string (\"https://g.example.com/cb\")".to_owned()), "{found:?}");
     }
 
@@ -340,7 +402,10 @@ mod tests {
         let mut config = minimal();
         config["clients"][0]["client_secret"] = json!(123456789);
         let found = errors(config);
-        assert_eq!(found, ["/clients/0/client_secret: expected a string, found a number (the value)"]);
+        assert_eq!(
+            found,
+            ["/clients/0/client_secret: expected a string, found a number (the value)"]
+        );
     }
 
     #[test]
@@ -348,7 +413,10 @@ mod tests {
         let mut config = minimal();
         config["clients"][0]["client_secret_hash"] = json!("$argon2id$...");
         let mut second = config["clients"][0].clone();
-        second.as_object_mut().unwrap().retain(|k, _| k == "client_id" || k == "redirect_uris");
+        second
+            .as_object_mut()
+            .unwrap()
+            .retain(|k, _| k == "client_id" || k == "redirect_uris");
         config["clients"].as_array_mut().unwrap().push(second);
         let mut third = config["clients"][1].clone();
         third["public"] = json!(false);
@@ -369,7 +437,9 @@ mod tests {
         config["clients"][0]["public"] = json!(true);
         assert_eq!(
             errors(config),
-            ["/clients/0: give exactly one of client_secret, client_secret_file, client_secret_hash or \"public\": true (found: client_secret, \"public\": true)"]
+            [
+                "/clients/0: give exactly one of client_secret, client_secret_file, client_secret_hash or \"public\": true (found: client_secret, \"public\": true)"
+            ]
         );
     }
 
@@ -382,7 +452,13 @@ mod tests {
         let found = errors(config);
         assert!(found.contains(&"/plex/request_timeout: \"10 seconds\" is not a duration like \"90s\", \"15m\", \"1h30m\" or \"7d\"".to_owned()), "{found:?}");
         assert!(found.contains(&"/clients/0/client_id: \"has space\" must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -".to_owned()), "{found:?}");
-        assert!(found.iter().any(|e| e.starts_with("/theme/accent: \"red; background: url(x)\" is not a CSS colour")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|e| e
+                    .starts_with("/theme/accent: \"red; background: url(x)\" is not a CSS colour")),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -401,13 +477,22 @@ mod tests {
         config["clients"][0]["redirect_uris"] = json!([]);
         config["plex"]["server_id"] = json!("");
         let found = errors(config);
-        assert!(found.contains(&"/clients/0/redirect_uris: must list at least one entry".to_owned()), "{found:?}");
-        assert!(found.contains(&"/plex/server_id: must not be empty".to_owned()), "{found:?}");
+        assert!(
+            found.contains(&"/clients/0/redirect_uris: must list at least one entry".to_owned()),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&"/plex/server_id: must not be empty".to_owned()),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn a_document_that_is_not_an_object_is_reported_at_the_root() {
-        assert_eq!(errors(json!([1])), ["/: expected an object, found an array"]);
+        assert_eq!(
+            errors(json!([1])),
+            ["/: expected an object, found an array"]
+        );
     }
 
     #[test]

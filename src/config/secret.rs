@@ -141,8 +141,8 @@ const MAX_LANES: u32 = 16;
 /// Checks that `hash` is an argon2id PHC string the token endpoint can verify.
 pub(super) fn check_secret_hash(hash: &str) -> Result<(), String> {
     const HOW: &str = "make one with: plex-oidc hash-secret";
-    let parsed = argon2::PasswordHash::new(hash)
-        .map_err(|e| format!("is not a PHC string ({e}); {HOW}"))?;
+    let parsed =
+        argon2::PasswordHash::new(hash).map_err(|e| format!("is not a PHC string ({e}); {HOW}"))?;
     if parsed.algorithm != argon2::ARGON2ID_IDENT {
         return Err(format!(
             "uses the \"{}\" algorithm; only argon2id is accepted; {HOW}",
@@ -154,7 +154,10 @@ pub(super) fn check_secret_hash(hash: &str) -> Result<(), String> {
     }
     let params = argon2::Params::try_from(&parsed)
         .map_err(|e| format!("has invalid argon2 parameters ({e}); {HOW}"))?;
-    if params.m_cost() > MAX_MEMORY_KIB || params.t_cost() > MAX_ITERATIONS || params.p_cost() > MAX_LANES {
+    if params.m_cost() > MAX_MEMORY_KIB
+        || params.t_cost() > MAX_ITERATIONS
+        || params.p_cost() > MAX_LANES
+    {
         return Err(format!(
             "has parameters too costly to verify on every token request \
              (at most m={MAX_MEMORY_KIB}, t={MAX_ITERATIONS}, p={MAX_LANES}); {HOW}"
@@ -177,13 +180,21 @@ mod tests {
 
     #[test]
     fn absolute_secret_files_are_taken_as_written() {
-        let path = resolve_secret_path("/run/secrets/x", Path::new("/etc/plex-oidc"), Some(Path::new("/run/credentials/p")));
+        let path = resolve_secret_path(
+            "/run/secrets/x",
+            Path::new("/etc/plex-oidc"),
+            Some(Path::new("/run/credentials/p")),
+        );
         assert_eq!(path, Path::new("/run/secrets/x"));
     }
 
     #[test]
     fn relative_secret_files_resolve_against_the_credentials_directory_when_set() {
-        let path = resolve_secret_path("grafana", Path::new("/etc/plex-oidc"), Some(Path::new("/run/credentials/p")));
+        let path = resolve_secret_path(
+            "grafana",
+            Path::new("/etc/plex-oidc"),
+            Some(Path::new("/run/credentials/p")),
+        );
         assert_eq!(path, Path::new("/run/credentials/p/grafana"));
     }
 
@@ -232,8 +243,13 @@ mod tests {
     #[test]
     fn a_missing_credential_points_at_load_credential() {
         let dir = TempDir::new("secret-credential");
-        let error = read_secret_file("grafana", Path::new("/nonexistent"), Some(dir.path())).err().unwrap();
-        assert!(error.contains(&dir.path().join("grafana").display().to_string()), "{error}");
+        let error = read_secret_file("grafana", Path::new("/nonexistent"), Some(dir.path()))
+            .err()
+            .unwrap();
+        assert!(
+            error.contains(&dir.path().join("grafana").display().to_string()),
+            "{error}"
+        );
         assert!(error.contains("LoadCredential="), "{error}");
     }
 
@@ -246,18 +262,29 @@ mod tests {
         let shared = read_secret_file("open", dir.path(), None).unwrap();
         assert!(private.warning.is_none());
         let warning = shared.warning.unwrap();
-        assert!(warning.contains(&format!("chmod 600 {}", open.display())), "{warning}");
+        assert!(
+            warning.contains(&format!("chmod 600 {}", open.display())),
+            "{warning}"
+        );
     }
 
     #[test]
     fn a_hashed_secret_is_an_acceptable_argon2id_hash_that_verifies() {
         use argon2::PasswordVerifier as _;
-        let hash = hash_client_secret("correct horse battery staple", &crate::random::SystemRandom).unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        let hash = hash_client_secret("correct horse battery staple", &crate::random::SystemRandom)
+            .unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert_eq!(check_secret_hash(&hash), Ok(()));
         let parsed = argon2::PasswordHash::new(&hash).unwrap();
         let argon2 = argon2::Argon2::default();
-        assert!(argon2.verify_password(b"correct horse battery staple", &parsed).is_ok());
+        assert!(
+            argon2
+                .verify_password(b"correct horse battery staple", &parsed)
+                .is_ok()
+        );
         assert!(argon2.verify_password(b"wrong", &parsed).is_err());
     }
 
@@ -265,7 +292,11 @@ mod tests {
     fn the_sample_hash_verifies_against_its_secret() {
         use argon2::PasswordVerifier as _;
         let parsed = argon2::PasswordHash::new(SAMPLE_HASH).unwrap();
-        assert!(argon2::Argon2::default().verify_password(b"correct horse battery staple", &parsed).is_ok());
+        assert!(
+            argon2::Argon2::default()
+                .verify_password(b"correct horse battery staple", &parsed)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -279,13 +310,22 @@ mod tests {
         let cases = [
             ("plain-text-secret", "is not a PHC string"),
             (argon2i.as_str(), "uses the \"argon2i\" algorithm"),
-            ("$argon2id$v=19$m=19456,t=2,p=1", "lacks a salt or hash part"),
-            ("$pbkdf2-sha256$i=1000$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "only argon2id is accepted"),
+            (
+                "$argon2id$v=19$m=19456,t=2,p=1",
+                "lacks a salt or hash part",
+            ),
+            (
+                "$pbkdf2-sha256$i=1000$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "only argon2id is accepted",
+            ),
         ];
         for (hash, expected) in cases {
             let error = check_secret_hash(hash).unwrap_err();
             assert!(error.contains(expected), "{hash}: {error}");
-            assert!(error.ends_with("make one with: plex-oidc hash-secret"), "{error}");
+            assert!(
+                error.ends_with("make one with: plex-oidc hash-secret"),
+                "{error}"
+            );
         }
     }
 

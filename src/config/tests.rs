@@ -15,7 +15,8 @@ impl TempDir {
     pub(crate) fn new(name: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("plex-oidc-unit-{name}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("plex-oidc-unit-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -71,7 +72,11 @@ fn minimal() -> Value {
 }
 
 fn load(config: &Value) -> Result<Config, ConfigErrors> {
-    Config::from_json(&config.to_string(), Path::new("/nonexistent-config-dir"), None)
+    Config::from_json(
+        &config.to_string(),
+        Path::new("/nonexistent-config-dir"),
+        None,
+    )
 }
 
 fn load_in(config: &Value, dir: &Path, credentials: Option<&Path>) -> Result<Config, ConfigErrors> {
@@ -117,7 +122,9 @@ fn a_minimal_config_gets_every_default() {
     assert_eq!(config.log.level, None);
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.metrics.listen, None);
-    assert!(config.theme.dir.is_none() && config.theme.logo.is_none() && config.theme.title.is_none());
+    assert!(
+        config.theme.dir.is_none() && config.theme.logo.is_none() && config.theme.title.is_none()
+    );
     assert_eq!(config.session.ttl, Duration::from_secs(7 * 86_400));
     assert_eq!(config.access.recheck_interval, Duration::from_secs(300));
     assert_eq!(config.access.outage_grace, Duration::from_secs(3600));
@@ -130,7 +137,10 @@ fn apply_schema_defaults(instance: &mut Value, schema_node: &Value, schema: &Val
         Some(reference) => schema.pointer(reference.trim_start_matches('#')).unwrap(),
         None => schema_node,
     };
-    if let (Some(object), Some(properties)) = (instance.as_object_mut(), node.get("properties").and_then(Value::as_object)) {
+    if let (Some(object), Some(properties)) = (
+        instance.as_object_mut(),
+        node.get("properties").and_then(Value::as_object),
+    ) {
         for (key, property) in properties {
             if !object.contains_key(key) {
                 let default = property.get("default").cloned().or_else(|| {
@@ -223,14 +233,28 @@ fn a_config_using_every_key_is_accepted_by_schema_and_structs_alike() {
     assert_eq!(config.plex.request_timeout, Duration::from_secs(90));
     assert_eq!(config.plex.api_url.as_str(), "http://127.0.0.1:9999/");
     assert_eq!(config.clients.len(), 4);
-    assert!(matches!(&config.clients[1].auth, ClientAuth::Secret(s) if s.expose() == "file-secret-0123456789abcdef"));
+    assert!(
+        matches!(&config.clients[1].auth, ClientAuth::Secret(s) if s.expose() == "file-secret-0123456789abcdef")
+    );
     assert!(matches!(&config.clients[2].auth, ClientAuth::SecretHash(h) if h == SAMPLE_HASH));
     assert!(matches!(config.clients[3].auth, ClientAuth::Public));
-    assert!(config.clients[3].require_pkce, "public clients always require PKCE");
-    assert_eq!(config.clients[0].backchannel_logout_uri.as_deref(), Some("https://grafana.example.com/logout"));
+    assert!(
+        config.clients[3].require_pkce,
+        "public clients always require PKCE"
+    );
+    assert_eq!(
+        config.clients[0].backchannel_logout_uri.as_deref(),
+        Some("https://grafana.example.com/logout")
+    );
     assert_eq!(config.log.format, LogFormat::Json);
-    assert_eq!(config.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
-    assert_eq!(config.theme.dir.as_deref(), Some(dir.path().join("theme").as_path()));
+    assert_eq!(
+        config.metrics.listen,
+        Some("127.0.0.1:9100".parse().unwrap())
+    );
+    assert_eq!(
+        config.theme.dir.as_deref(),
+        Some(dir.path().join("theme").as_path())
+    );
     assert_eq!(config.theme.accent.as_deref(), Some("rgb(229 160 13)"));
     assert_eq!(config.session.ttl, Duration::from_secs(12 * 3600));
     assert_eq!(config.access.outage_grace, Duration::ZERO);
@@ -239,7 +263,11 @@ fn a_config_using_every_key_is_accepted_by_schema_and_structs_alike() {
 
 #[test]
 fn the_issuer_is_published_exactly_as_written() {
-    for issuer in ["https://auth.example.com", "https://auth.example.com/", "https://Auth.Example.com/x/"] {
+    for issuer in [
+        "https://auth.example.com",
+        "https://auth.example.com/",
+        "https://Auth.Example.com/x/",
+    ] {
         let mut config = minimal();
         config["issuer"] = json!(issuer);
         assert_eq!(load(&config).unwrap().issuer, issuer);
@@ -252,17 +280,23 @@ fn a_bad_issuer_is_reported_at_slash_issuer() {
     config["issuer"] = json!("http://auth.lan");
     let lines = error_lines(&config);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("/issuer: \"http://auth.lan\" uses plain http"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("/issuer: \"http://auth.lan\" uses plain http"),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn a_plain_http_redirect_on_a_lan_host_gives_the_documented_message() {
     let mut config = minimal();
-    config["clients"][0]["redirect_uris"] = json!(["https://grafana.example.com/cb", "http://grafana.lan/cb"]);
+    config["clients"][0]["redirect_uris"] =
+        json!(["https://grafana.example.com/cb", "http://grafana.lan/cb"]);
     assert_eq!(
         error_lines(&config),
-        ["/clients/0/redirect_uris/1: \"http://grafana.lan/cb\" uses plain http on a non-loopback host \
-          (set \"allow_insecure_redirects\": true on this client to allow it)"]
+        [
+            "/clients/0/redirect_uris/1: \"http://grafana.lan/cb\" uses plain http on a non-loopback host \
+          (set \"allow_insecure_redirects\": true on this client to allow it)"
+        ]
     );
 }
 
@@ -274,7 +308,10 @@ fn allowing_insecure_redirects_turns_the_error_into_a_warning_with_its_path() {
     config["clients"][0]["allow_insecure_redirects"] = json!(true);
     let config = load(&config).unwrap();
     assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
-    assert!(config.warnings[0].starts_with("/clients/0/redirect_uris/0: \"http://grafana.lan/cb\" uses plain http"));
+    assert!(
+        config.warnings[0]
+            .starts_with("/clients/0/redirect_uris/0: \"http://grafana.lan/cb\" uses plain http")
+    );
     assert!(config.warnings[1].starts_with("/clients/0/post_logout_redirect_uris/0: "));
 }
 
@@ -284,8 +321,19 @@ fn post_logout_and_backchannel_uris_follow_the_redirect_rules() {
     config["clients"][0]["post_logout_redirect_uris"] = json!(["javascript:alert(1)"]);
     config["clients"][0]["backchannel_logout_uri"] = json!("http://abs.lan/logout");
     let lines = error_lines(&config);
-    assert!(has(&lines, "/clients/0/post_logout_redirect_uris/0: \"javascript:alert(1)\" uses the \"javascript:\" scheme, which is never allowed"), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("/clients/0/backchannel_logout_uri: \"http://abs.lan/logout\" uses plain http")), "{lines:?}");
+    assert!(
+        has(
+            &lines,
+            "/clients/0/post_logout_redirect_uris/0: \"javascript:alert(1)\" uses the \"javascript:\" scheme, which is never allowed"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "/clients/0/backchannel_logout_uri: \"http://abs.lan/logout\" uses plain http"
+        )),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -297,7 +345,9 @@ fn a_relative_secret_file_resolves_against_the_config_directory() {
     client.remove("client_secret");
     client.insert("client_secret_file".into(), json!("grafana.secret"));
     let config = load_in(&config, dir.path(), None).unwrap();
-    assert!(matches!(&config.clients[0].auth, ClientAuth::Secret(s) if s.expose() == STRONG_SECRET));
+    assert!(
+        matches!(&config.clients[0].auth, ClientAuth::Secret(s) if s.expose() == STRONG_SECRET)
+    );
 }
 
 #[test]
@@ -311,7 +361,9 @@ fn a_relative_secret_file_resolves_against_the_credentials_directory_when_given(
     client.remove("client_secret");
     client.insert("client_secret_file".into(), json!("grafana"));
     let config = load_in(&config, config_dir.path(), Some(credentials.path())).unwrap();
-    assert!(matches!(&config.clients[0].auth, ClientAuth::Secret(s) if s.expose() == STRONG_SECRET));
+    assert!(
+        matches!(&config.clients[0].auth, ClientAuth::Secret(s) if s.expose() == STRONG_SECRET)
+    );
 }
 
 #[test]
@@ -319,7 +371,10 @@ fn a_missing_secret_file_is_named_with_how_to_create_it() {
     let mut config = minimal();
     let client = config["clients"][0].as_object_mut().unwrap();
     client.remove("client_secret");
-    client.insert("client_secret_file".into(), json!("/nonexistent-dir/grafana"));
+    client.insert(
+        "client_secret_file".into(),
+        json!("/nonexistent-dir/grafana"),
+    );
     let lines = error_lines(&config);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
@@ -341,8 +396,16 @@ fn a_world_readable_secret_file_is_accepted_with_a_warning() {
     client.insert("client_secret_file".into(), json!("grafana"));
     let config = load_in(&config, dir.path(), None).unwrap();
     assert_eq!(config.warnings.len(), 1);
-    assert!(config.warnings[0].starts_with("/clients/0/client_secret_file: "), "{:?}", config.warnings);
-    assert!(config.warnings[0].contains("readable by every user"), "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].starts_with("/clients/0/client_secret_file: "),
+        "{:?}",
+        config.warnings
+    );
+    assert!(
+        config.warnings[0].contains("readable by every user"),
+        "{:?}",
+        config.warnings
+    );
 }
 
 #[test]
@@ -352,7 +415,9 @@ fn a_short_inline_secret_is_accepted_with_a_warning() {
     let config = load(&config).unwrap();
     assert_eq!(
         config.warnings,
-        ["/clients/0/client_secret: is shorter than 16 characters; make a strong one with: plex-oidc hash-secret --generate"]
+        [
+            "/clients/0/client_secret: is shorter than 16 characters; make a strong one with: plex-oidc hash-secret --generate"
+        ]
     );
 }
 
@@ -361,10 +426,16 @@ fn an_invalid_secret_hash_is_an_error_at_its_key() {
     let mut config = minimal();
     let client = config["clients"][0].as_object_mut().unwrap();
     client.remove("client_secret");
-    client.insert("client_secret_hash".into(), json!("$2b$12$bcryptbcryptbcryptbcryptbcryptbcryptbcryptbcryptbcry"));
+    client.insert(
+        "client_secret_hash".into(),
+        json!("$2b$12$bcryptbcryptbcryptbcryptbcryptbcryptbcryptbcryptbcry"),
+    );
     let lines = error_lines(&config);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("/clients/0/client_secret_hash: "), "{lines:?}");
+    assert!(
+        lines[0].starts_with("/clients/0/client_secret_hash: "),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -391,9 +462,15 @@ fn a_secret_together_with_public_false_is_an_ordinary_confidential_client() {
 fn duplicate_client_ids_are_rejected_naming_the_first_use() {
     let mut config = minimal();
     let copy = config["clients"][0].clone();
-    config["clients"].as_array_mut().unwrap().push(json!({"client_id": "other", "public": true, "redirect_uris": ["app.x:/cb"]}));
+    config["clients"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"client_id": "other", "public": true, "redirect_uris": ["app.x:/cb"]}));
     config["clients"].as_array_mut().unwrap().push(copy);
-    assert_eq!(error_lines(&config), ["/clients/2/client_id: \"grafana\" is already the client_id of /clients/0"]);
+    assert_eq!(
+        error_lines(&config),
+        ["/clients/2/client_id: \"grafana\" is already the client_id of /clients/0"]
+    );
 }
 
 #[test]
@@ -416,7 +493,10 @@ fn zero_durations_are_rejected_except_for_the_outage_grace() {
 fn an_overflowing_duration_is_rejected() {
     let mut config = minimal();
     config["session"] = json!({ "ttl": "99999999999999999999d" });
-    assert_eq!(error_lines(&config), ["/session/ttl: \"99999999999999999999d\" is too large"]);
+    assert_eq!(
+        error_lines(&config),
+        ["/session/ttl: \"99999999999999999999d\" is too large"]
+    );
 }
 
 #[test]
@@ -438,7 +518,10 @@ fn metrics_cannot_share_the_main_listener() {
     let mut config = minimal();
     config["listen"] = json!("127.0.0.1:8080");
     config["metrics"] = json!({ "listen": "127.0.0.1:8080" });
-    assert_eq!(error_lines(&config), ["/metrics/listen: \"127.0.0.1:8080\" is the address of /listen already"]);
+    assert_eq!(
+        error_lines(&config),
+        ["/metrics/listen: \"127.0.0.1:8080\" is the address of /listen already"]
+    );
 }
 
 #[test]
@@ -447,7 +530,10 @@ fn upstream_plex_urls_must_be_https_off_loopback() {
     config["plex"]["api_url"] = json!("http://plex.lan");
     let lines = error_lines(&config);
     assert_eq!(lines.len(), 1);
-    assert!(lines[0].starts_with("/plex/api_url: \"http://plex.lan\" uses plain http"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("/plex/api_url: \"http://plex.lan\" uses plain http"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -456,7 +542,11 @@ fn a_server_id_that_is_not_a_machine_identifier_is_only_a_warning() {
     config["plex"]["server_id"] = json!("My Plex Server");
     let config = load(&config).unwrap();
     assert_eq!(config.warnings.len(), 1);
-    assert!(config.warnings[0].starts_with("/plex/server_id: \"My Plex Server\" does not look like a machineIdentifier"));
+    assert!(
+        config.warnings[0].starts_with(
+            "/plex/server_id: \"My Plex Server\" does not look like a machineIdentifier"
+        )
+    );
 }
 
 #[test]
@@ -465,7 +555,10 @@ fn an_invalid_log_filter_is_rejected() {
     config["log"] = json!({ "level": "plex_oidc=loudest" });
     let lines = error_lines(&config);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("/log/level: \"plex_oidc=loudest\" is not a log filter"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("/log/level: \"plex_oidc=loudest\" is not a log filter"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -480,11 +573,24 @@ fn theme_paths_are_checked_against_the_theme_directory() {
     assert!(with_theme(json!({ "dir": "theme", "logo": "logo.png" })).is_ok());
     assert!(with_theme(json!({ "logo": "https://cdn.example.com/logo.png" })).is_ok());
     let message = |theme: Value| with_theme(theme).unwrap_err().to_string();
-    assert_eq!(message(json!({ "logo": "logo.png" })), "/theme/logo: \"logo.png\" is a file path, which needs \"dir\" in theme");
-    assert!(message(json!({ "dir": "theme", "logo": "../secret" })).starts_with("/theme/logo: \"../secret\" must be an https URL or a path inside theme.dir"));
-    assert!(message(json!({ "dir": "theme", "logo": "missing.png" })).ends_with("missing.png\" is not a readable file"));
+    assert_eq!(
+        message(json!({ "logo": "logo.png" })),
+        "/theme/logo: \"logo.png\" is a file path, which needs \"dir\" in theme"
+    );
+    assert!(
+        message(json!({ "dir": "theme", "logo": "../secret" })).starts_with(
+            "/theme/logo: \"../secret\" must be an https URL or a path inside theme.dir"
+        )
+    );
+    assert!(
+        message(json!({ "dir": "theme", "logo": "missing.png" }))
+            .ends_with("missing.png\" is not a readable file")
+    );
     assert!(message(json!({ "dir": "nope" })).starts_with("/theme/dir: cannot read"));
-    assert!(message(json!({ "logo": "javascript:alert(1)" })).starts_with("/theme/logo: \"javascript:alert(1)\" uses \"javascript:\""));
+    assert!(
+        message(json!({ "logo": "javascript:alert(1)" }))
+            .starts_with("/theme/logo: \"javascript:alert(1)\" uses \"javascript:\"")
+    );
 }
 
 #[test]
@@ -494,22 +600,73 @@ fn schema_errors_and_semantic_errors_are_reported_together() {
     config["unknown"] = json!(1);
     config["plex"]["request_timeout"] = json!(10);
     config["clients"][0]["redirect_uris"] = json!(["http://grafana.lan/cb"]);
-    config["clients"].as_array_mut().unwrap().push(json!({ "client_id": "x", "redirect_uris": ["javascript:x"] }));
+    config["clients"][0]["access_token_ttl"] = json!("1 hour");
+    config["clients"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "client_id": "x", "redirectURIs": [], "redirect_uris": ["javascript:x"] }));
     let lines = error_lines(&config);
-    assert!(has(&lines, "/unknown: unknown key \"unknown\" (known keys: access, clients, issuer, listen, log, metrics, plex, session, state_dir, theme)"), "{lines:?}");
-    assert!(has(&lines, "/plex/request_timeout: expected a string, found a number (10)"), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("/issuer: \"https://auth.example.com/#frag\" has a fragment")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("/clients/0/redirect_uris/0: \"http://grafana.lan/cb\" uses plain http")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("/clients/1/redirect_uris/0: \"javascript:x\" uses the \"javascript:\" scheme")), "{lines:?}");
+    assert!(
+        has(
+            &lines,
+            "/unknown: unknown key \"unknown\" (known keys: access, clients, issuer, listen, log, metrics, plex, session, state_dir, theme)"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        has(
+            &lines,
+            "/plex/request_timeout: expected a string, found a number (10)"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("/issuer: \"https://auth.example.com/#frag\" has a fragment")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l
+            .starts_with("/clients/0/redirect_uris/0: \"http://grafana.lan/cb\" uses plain http")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "/clients/1/redirect_uris/0: \"javascript:x\" uses the \"javascript:\" scheme"
+        )),
+        "{lines:?}"
+    );
     // The missing secret of /clients/1 is reported once, by the schema stage, not again by the semantic one.
-    let secret_lines = lines.iter().filter(|l| l.starts_with("/clients/1: give exactly one of")).count();
+    let secret_lines = lines
+        .iter()
+        .filter(|l| l.starts_with("/clients/1: give exactly one of"))
+        .count();
     assert_eq!(secret_lines, 1, "{lines:?}");
-    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert!(
+        has(
+            &lines,
+            "/clients/0/access_token_ttl: \"1 hour\" is not a duration like \"90s\", \"15m\", \"1h30m\" or \"7d\""
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("/clients/1/redirectURIs: unknown key")),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 8, "{lines:?}");
 }
 
 #[test]
 fn a_json_syntax_error_is_one_error_with_line_and_column() {
-    let errors = Config::from_json("{\n  \"issuer\": \"x\"\n  \"plex\": {}\n}", Path::new("."), None).unwrap_err();
+    let errors = Config::from_json(
+        "{\n  \"issuer\": \"x\"\n  \"plex\": {}\n}",
+        Path::new("."),
+        None,
+    )
+    .unwrap_err();
     assert_eq!(errors.0.len(), 1);
     assert_eq!(errors.0[0].path, "/");
     assert!(errors.0[0].message.contains("line 3 column 3"), "{errors}");
@@ -517,15 +674,59 @@ fn a_json_syntax_error_is_one_error_with_line_and_column() {
 
 #[test]
 fn a_duplicated_key_is_an_error() {
-    let text = minimal().to_string().replacen("\"issuer\"", "\"issuer\":\"https://a.example.com\",\"issuer\"", 1);
+    let text = minimal().to_string().replacen(
+        "\"issuer\"",
+        "\"issuer\":\"https://a.example.com\",\"issuer\"",
+        1,
+    );
     let errors = Config::from_json(&text, Path::new("."), None).unwrap_err();
     assert_eq!(errors.0.len(), 1);
     assert_eq!(errors.0[0].path, "/issuer");
 }
 
 #[test]
+fn errors_are_sorted_as_the_file_reads_whichever_stage_found_them() {
+    let mut errors: Vec<ConfigError> = [
+        "/session/ttl",
+        "/zzz",
+        "/clients/10/client_id",
+        "/clients/2",
+        "/clients/2/redirect_uris/10",
+        "/clients/2/redirect_uris/9",
+        "/issuer",
+        "/",
+        "/plex/api_url",
+        "/clients/2",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, path)| ConfigError::new(*path, i.to_string()))
+    .collect();
+    sort_for_reading(&mut errors);
+    let order: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        order,
+        [
+            "/: 7",
+            "/issuer: 6",
+            "/plex/api_url: 8",
+            "/clients/2: 3",
+            "/clients/2: 9",
+            "/clients/2/redirect_uris/9: 5",
+            "/clients/2/redirect_uris/10: 4",
+            "/clients/10/client_id: 2",
+            "/session/ttl: 0",
+            "/zzz: 1",
+        ]
+    );
+}
+
+#[test]
 fn errors_display_one_per_line_as_path_colon_message() {
-    let errors = ConfigErrors(vec![ConfigError::new("", "root problem"), ConfigError::new("/issuer", "bad")]);
+    let errors = ConfigErrors(vec![
+        ConfigError::new("", "root problem"),
+        ConfigError::new("/issuer", "bad"),
+    ]);
     assert_eq!(errors.to_string(), "/: root problem\n/issuer: bad");
 }
 
@@ -562,7 +763,9 @@ fn loading_a_file_resolves_secret_files_next_to_it() {
     // Skipped where the environment points relative secret files elsewhere (systemd's LoadCredential).
     if std::env::var_os(CREDENTIALS_DIRECTORY_ENV).is_none() {
         let config = Config::load(&path).unwrap();
-        assert!(matches!(&config.clients[0].auth, ClientAuth::Secret(s) if s.expose() == STRONG_SECRET));
+        assert!(
+            matches!(&config.clients[0].auth, ClientAuth::Secret(s) if s.expose() == STRONG_SECRET)
+        );
     }
 }
 

@@ -30,7 +30,9 @@ fn parse_absolute(s: &str) -> Result<Url, String> {
 
 fn reject_fragment(s: &str, url: &Url) -> Result<(), String> {
     match url.fragment() {
-        Some(_) => Err(format!("\"{s}\" has a fragment (the part from \"#\"), which is not allowed")),
+        Some(_) => Err(format!(
+            "\"{s}\" has a fragment (the part from \"#\"), which is not allowed"
+        )),
         None => Ok(()),
     }
 }
@@ -55,11 +57,17 @@ pub(super) fn check_issuer(s: &str) -> Result<(), String> {
                  (plain http only on localhost, 127.0.0.1 or [::1])"
             ));
         }
-        other => return Err(format!("\"{s}\" uses \"{other}:\"; the issuer must be an https URL")),
+        other => {
+            return Err(format!(
+                "\"{s}\" uses \"{other}:\"; the issuer must be an https URL"
+            ));
+        }
     }
     reject_fragment(s, &url)?;
     if url.query().is_some() {
-        return Err(format!("\"{s}\" has a query (the part from \"?\"), which an issuer must not have"));
+        return Err(format!(
+            "\"{s}\" has a query (the part from \"?\"), which an issuer must not have"
+        ));
     }
     reject_userinfo(s, &url)
 }
@@ -76,7 +84,11 @@ pub(super) fn check_http_url(s: &str) -> Result<Url, String> {
                 "\"{s}\" uses plain http on a non-loopback host; it must be https"
             ));
         }
-        other => return Err(format!("\"{s}\" uses \"{other}:\"; it must be an https URL")),
+        other => {
+            return Err(format!(
+                "\"{s}\" uses \"{other}:\"; it must be an https URL"
+            ));
+        }
     }
     reject_fragment(s, &url)?;
     reject_userinfo(s, &url)?;
@@ -174,14 +186,23 @@ mod tests {
 
     #[test]
     fn https_redirects_are_allowed() {
-        assert_eq!(redirect("https://grafana.example.com/login/generic_oauth"), Ok(Verdict::Ok));
+        assert_eq!(
+            redirect("https://grafana.example.com/login/generic_oauth"),
+            Ok(Verdict::Ok)
+        );
         assert_eq!(redirect("https://host:8006"), Ok(Verdict::Ok));
     }
 
     #[test]
     fn plain_http_redirects_are_allowed_on_loopback() {
-        assert_eq!(redirect("http://localhost:3000/login/generic_oauth"), Ok(Verdict::Ok));
-        assert_eq!(redirect("http://127.0.0.1:4180/oauth2/callback"), Ok(Verdict::Ok));
+        assert_eq!(
+            redirect("http://localhost:3000/login/generic_oauth"),
+            Ok(Verdict::Ok)
+        );
+        assert_eq!(
+            redirect("http://127.0.0.1:4180/oauth2/callback"),
+            Ok(Verdict::Ok)
+        );
         assert_eq!(redirect("http://[::1]/cb"), Ok(Verdict::Ok));
     }
 
@@ -189,9 +210,11 @@ mod tests {
     fn plain_http_redirects_on_other_hosts_are_rejected_with_the_way_out() {
         assert_eq!(
             redirect("http://grafana.lan/cb"),
-            Err("\"http://grafana.lan/cb\" uses plain http on a non-loopback host \
+            Err(
+                "\"http://grafana.lan/cb\" uses plain http on a non-loopback host \
                  (set \"allow_insecure_redirects\": true on this client to allow it)"
-                .to_owned())
+                    .to_owned()
+            )
         );
     }
 
@@ -201,7 +224,10 @@ mod tests {
         let Verdict::Insecure(warning) = verdict else {
             panic!("expected a warning, got {verdict:?}");
         };
-        assert!(warning.starts_with("\"http://grafana.lan/cb\" uses plain http"), "{warning}");
+        assert!(
+            warning.starts_with("\"http://grafana.lan/cb\" uses plain http"),
+            "{warning}"
+        );
     }
 
     #[test]
@@ -227,13 +253,20 @@ mod tests {
             "about:blank",
         ] {
             let error = check_client_uri(s, true, UriUse::Browser).unwrap_err();
-            assert!(error.contains("scheme, which is never allowed"), "{s}: {error}");
+            assert!(
+                error.contains("scheme, which is never allowed"),
+                "{s}: {error}"
+            );
         }
     }
 
     #[test]
     fn fragments_are_rejected_even_when_empty() {
-        for s in ["https://a.example/cb#x", "https://a.example/cb#", "app.immich:///cb#frag"] {
+        for s in [
+            "https://a.example/cb#x",
+            "https://a.example/cb#",
+            "app.immich:///cb#frag",
+        ] {
             let error = redirect(s).unwrap_err();
             assert!(error.contains("has a fragment"), "{s}: {error}");
         }
@@ -249,7 +282,11 @@ mod tests {
 
     #[test]
     fn uris_with_whitespace_are_rejected_instead_of_silently_trimmed() {
-        for s in [" https://a.example/cb", "https://a.example/cb\n", "https://a.example/c b"] {
+        for s in [
+            " https://a.example/cb",
+            "https://a.example/cb\n",
+            "https://a.example/c b",
+        ] {
             let error = redirect(s).unwrap_err();
             assert!(error.contains("whitespace"), "{s:?}: {error}");
         }

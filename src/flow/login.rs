@@ -7,10 +7,12 @@ use quick_cache::sync::Cache;
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
-use super::identity::{account_label, identity_from_plex};
+use super::access::{Access, AccessChecker};
+use super::session::{Session, SessionCodec};
+use crate::backchannel::BackchannelNotifier;
 use crate::clock::Clock;
-use crate::oidc::{AuthorizationRequest, Identity, Provider};
-use crate::plex::{PinId, PlexClient, PlexError, PlexToken, server_access};
+use crate::oidc::{AuthorizationRequest, GrantContext, Identity, Provider};
+use crate::plex::{PinId, PlexClient, PlexError, PlexToken};
 use crate::random::Random;
 
 /// Consecutive failed PIN checks after which the page says "Plex is unavailable" instead of waiting on.
@@ -27,6 +29,7 @@ pub struct LoginSettings {
     /// How long a pending login lives without a PIN, and the cap on one with a PIN.
     pub login_ttl: Duration,
     pub capacity: usize,
+    pub session_ttl: Duration,
 }
 
 /// What the page shows. The strings are part of the page's HTTP API.
@@ -85,8 +88,8 @@ pub struct PollResult {
 
 #[derive(Debug)]
 pub enum FinishOutcome {
-    /// Send the browser to the relying party (carries the code or an error).
-    Redirect(String),
+    /// Send the browser to the relying party with the code, and start the provider session.
+    Redirect { url: String, session: Option<String> },
     /// Show the page in this state.
     Page(PollResult),
 }
@@ -115,6 +118,7 @@ enum Stage {
         identity: Identity,
         account: String,
         auth_time: u64,
+        token: PlexToken,
     },
     Denied {
         account: String,
@@ -132,29 +136,41 @@ struct PendingLogin {
 }
 
 pub struct LoginFlow {
-    provider: Arc<Provider>,
-    plex: PlexClient,
-    settings: LoginSettings,
-    clock: Arc<dyn Clock>,
-    random: Arc<dyn Random>,
+    pub(super) provider: Arc<Provider>,
+    pub(super) plex: PlexClient,
+    pub(super) access: AccessChecker,
+    pub(super) sessions: SessionCodec,
+    pub(super) notifier: BackchannelNotifier,
+    pub(super) settings: LoginSettings,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) random: Arc<dyn Random>,
     pending: Cache<String, Arc<PendingLogin>>,
 }
 
+/// What the flow is built from.
+pub struct FlowParts {
+    pub provider: Arc<Provider>,
+    pub plex: PlexClient,
+    pub access: AccessChecker,
+    pub sessions: SessionCodec,
+    pub notifier: BackchannelNotifier,
+    pub settings: LoginSettings,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+}
+
 impl LoginFlow {
-    pub fn new(
-        provider: Arc<Provider>,
-        plex: PlexClient,
-        settings: LoginSettings,
-        clock: Arc<dyn Clock>,
-        random: Arc<dyn Random>,
-    ) -> LoginFlow {
-        let pending = Cache::new(settings.capacity.max(16));
+    pub fn new(parts: FlowParts) -> LoginFlow {
+        let pending = Cache::new(parts.settings.capacity.max(16));
         LoginFlow {
-            provider,
-            plex,
-            settings,
-            clock,
-            random,
+            provider: parts.provider,
+            plex: parts.plex,
+            access: parts.access,
+            sessions: parts.sessions,
+            notifier: parts.notifier,
+            settings: parts.settings,
+            clock: parts.clock,
+            random: parts.random,
             pending,
         }
     }
@@ -245,7 +261,7 @@ impl LoginFlow {
             failures: 0,
         };
         if let Some(token) = retry_token {
-            *stage = self.authorize(&login, token, Some((pin_id, pin_code.clone(), expires_at))).await;
+            *stage = self.check_approval(&login, token, Some((pin_id, pin_code.clone(), expires_at))).await;
         }
         let base = &self.settings.base_url;
         let popup_forward = format!("{base}/login/popup-done");
@@ -279,14 +295,32 @@ impl LoginFlow {
             identity,
             account,
             auth_time,
+            token,
         } = &*stage
         {
+            let session = Session {
+                sid: self.random.token(16),
+                identity: identity.clone(),
+                account: account.clone(),
+                plex_token: token.clone(),
+                auth_time: *auth_time,
+                expires_at: auth_time + self.settings.session_ttl.as_secs(),
+                clients: vec![login.request.client.id.clone()],
+            };
+            let context = GrantContext {
+                session_id: Some(session.sid.clone()),
+                upstream: Some(self.sessions.seal_upstream(token)),
+            };
             let url = self
                 .provider
-                .issue_code(&login.request, identity, *auth_time);
+                .issue_code(&login.request, identity, *auth_time, context);
             self.record_outcome(&login, "success", &login.request.client.id, Some(identity), account);
+            let cookie = self.sessions.seal(&session);
             *stage = Stage::Done;
-            return Ok(FinishOutcome::Redirect(url));
+            return Ok(FinishOutcome::Redirect {
+                url,
+                session: cookie,
+            });
         }
         Ok(FinishOutcome::Page(self.describe(login_id, &stage)))
     }
@@ -330,7 +364,7 @@ impl LoginFlow {
             Ok(pin) => match pin.auth_token {
                 Some(token) => {
                     let pin = Some((*pin_id, pin_code.clone(), *expires_at));
-                    *stage = self.authorize(login, token, pin).await;
+                    *stage = self.check_approval(login, token, pin).await;
                 }
                 None => {
                     *failures = 0;
@@ -365,31 +399,37 @@ impl LoginFlow {
 
     /// With the user's token: the account and its resources, fetched concurrently (two round trips after
     /// the PIN check would otherwise be three).
-    async fn authorize(
+    async fn check_approval(
         &self,
         login: &PendingLogin,
         token: PlexToken,
         pin: Option<(PinId, String, SystemTime)>,
     ) -> Stage {
-        let (user, resources) = tokio::join!(self.plex.user(&token), self.plex.resources(&token));
         let client_id = &login.request.client.id;
-        match (user, resources) {
-            (Ok(user), Ok(resources)) => {
-                let account = account_label(&user);
-                if server_access(&resources, &self.settings.server_id).is_some() {
-                    Stage::Approved {
-                        identity: identity_from_plex(&user),
-                        account,
-                        auth_time: self.clock.unix_seconds(),
-                    }
-                } else {
-                    let identity = identity_from_plex(&user);
-                    self.record_outcome(login, "denied", client_id, Some(&identity), &account);
-                    Stage::Denied { account }
+        match self.access.fetch(&token).await {
+            Ok(Access::Allowed(identity)) => {
+                let account = identity
+                    .preferred_username
+                    .clone()
+                    .unwrap_or_else(|| identity.subject.clone());
+                Stage::Approved {
+                    identity,
+                    account,
+                    auth_time: self.clock.unix_seconds(),
+                    token,
                 }
             }
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "checking Plex access failed");
+            Ok(Access::Denied { account }) => {
+                self.record_outcome(login, "denied", client_id, None, &account);
+                Stage::Denied { account }
+            }
+            // The token plex.tv just handed out is refused: start over rather than call it an outage.
+            Ok(Access::TokenRejected) => {
+                self.record_outcome(login, "error", client_id, None, "");
+                Stage::Expired
+            }
+            Ok(Access::Unavailable) | Err(_) => {
+                tracing::warn!("checking Plex access failed");
                 self.record_outcome(login, "plex_unavailable", client_id, None, "");
                 Stage::Unavailable {
                     token: Some(token),

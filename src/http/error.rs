@@ -21,6 +21,7 @@ pub(crate) fn token_error(res: &mut Response, err: &TokenError) {
             StatusCode::UNAUTHORIZED
         }
         TokenError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        TokenError::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         TokenError::InvalidRequest(_)
         | TokenError::InvalidGrant(_)
         | TokenError::UnauthorizedClient(_)

@@ -117,7 +117,10 @@ pub(crate) async fn finish(req: &mut Request, depot: &mut Depot, res: &mut Respo
         Err(e) => Err(e),
     };
     match result {
-        Ok((FinishOutcome::Redirect(url), _)) => redirect(res, &url),
+        Ok((FinishOutcome::Redirect { url, session }, _)) => {
+            super::oidc::apply_session_cookie(&app, res, session.as_deref(), false);
+            redirect(res, &url);
+        }
         Ok((FinishOutcome::Page(p), summary)) => {
             let client_name = summary.map(|s| s.client_name).unwrap_or_default();
             let view = PageView {

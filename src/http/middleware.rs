@@ -10,7 +10,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Known route templates: metric labels stay bounded whatever paths clients send.
-const ROUTES: [&str; 14] = [
+const ROUTES: [&str; 17] = [
+    "/revoke",
+    "/introspect",
+    "/logout",
     "/.well-known/openid-configuration",
     "/jwks",
     "/authorize",

@@ -29,19 +29,21 @@ pub struct CookieSettings {
     pub name: String,
     pub secure: bool,
     pub max_age: Duration,
+    /// The sealed provider session.
+    pub session_name: String,
+    pub session_ttl: Duration,
 }
 
 impl CookieSettings {
     /// `__Host-` where the browser allows it (https, path `/`), so a sibling subdomain cannot plant it.
-    pub fn for_issuer(issuer_is_https: bool, max_age: Duration) -> CookieSettings {
+    pub fn for_issuer(issuer_is_https: bool, max_age: Duration, session_ttl: Duration) -> CookieSettings {
+        let prefix = if issuer_is_https { "__Host-" } else { "" };
         CookieSettings {
-            name: if issuer_is_https {
-                "__Host-plex-oidc-login".into()
-            } else {
-                "plex-oidc-login".into()
-            },
+            name: format!("{prefix}plex-oidc-login"),
             secure: issuer_is_https,
             max_age,
+            session_name: format!("{prefix}plex-oidc-session"),
+            session_ttl,
         }
     }
 }
@@ -92,6 +94,9 @@ pub fn service(state: Arc<AppState>, base_path: &str) -> Service {
                 .get(oidc::userinfo)
                 .post(oidc::userinfo),
         )
+        .push(Router::with_path("revoke").post(oidc::revoke))
+        .push(Router::with_path("introspect").post(oidc::introspect))
+        .push(Router::with_path("logout").get(oidc::logout).post(oidc::logout))
         .push(Router::with_path("login/start").post(login::start))
         .push(Router::with_path("login/poll").post(login::poll))
         .push(Router::with_path("login/continue").get(login::finish))

@@ -8,7 +8,8 @@ use salvo::prelude::*;
 use super::error::{authorize_error, no_store, param_error_to_token, token_error, userinfo_error};
 use super::page::{PageView, render_page};
 use super::{MAX_BODY_BYTES, app};
-use crate::oidc::{ClientCredentials, ErrorCode, Params, Prompt, TokenError, UserinfoError};
+use crate::flow::{AuthorizeOutcome, LogoutOutcome, LogoutRequest};
+use crate::oidc::{ClientCredentials, Params, TokenError, UserinfoError};
 use crate::random::{Random, SystemRandom};
 
 fn json_document(res: &mut Response, body: &str) {
@@ -82,28 +83,86 @@ pub(crate) async fn authorize(req: &mut Request, depot: &mut Depot, res: &mut Re
         Ok(r) => r,
         Err(e) => return authorize_error(&app, req, depot, res, &e),
     };
-    if request.prompt == Prompt::None {
-        // No provider session exists that could answer without showing the page.
-        let url = provider.error_redirect(
-            &request.redirect_uri,
-            request.state.as_deref(),
-            ErrorCode::LoginRequired,
-            "the user must sign in",
-        );
-        super::error::redirect(res, &url);
-        return;
+    let session_cookie = req
+        .cookie(&app.cookie.session_name)
+        .map(|c| c.value().to_owned());
+    let outcome = app.flow.authorize(&request, session_cookie.as_deref()).await;
+    match outcome {
+        AuthorizeOutcome::Redirect {
+            url,
+            session,
+            clear_session,
+        } => {
+            apply_session_cookie(&app, res, session.as_deref(), clear_session);
+            super::error::redirect(res, &url);
+        }
+        AuthorizeOutcome::Page {
+            state,
+            account,
+            clear_session,
+        } => {
+            apply_session_cookie(&app, res, None, clear_session);
+            let client_name = request.client.display_name().to_owned();
+            let view = PageView {
+                state: state.as_str(),
+                client_name: &client_name,
+                account: account.as_deref().unwrap_or(""),
+                ..Default::default()
+            };
+            render_page(&app, req, depot, res, StatusCode::OK, view);
+        }
+        AuthorizeOutcome::SignIn { clear_session } => {
+            apply_session_cookie(&app, res, None, clear_session);
+            let binding = binding_cookie(&app, req).unwrap_or_else(|| SystemRandom.token(24));
+            let client_name = request.client.display_name().to_owned();
+            let login_id = app.flow.begin(request, &binding);
+            set_binding_cookie(&app, res, &binding);
+            let view = PageView {
+                state: "ready",
+                login_id: &login_id,
+                client_name: &client_name,
+                ..Default::default()
+            };
+            render_page(&app, req, depot, res, StatusCode::OK, view);
+        }
     }
-    let binding = binding_cookie(&app, req).unwrap_or_else(|| SystemRandom.token(24));
-    let client_name = request.client.display_name().to_owned();
-    let login_id = app.flow.begin(request, &binding);
-    set_binding_cookie(&app, res, &binding);
-    let view = PageView {
-        state: "ready",
-        login_id: &login_id,
-        client_name: &client_name,
-        ..Default::default()
-    };
-    render_page(&app, req, depot, res, StatusCode::OK, view);
+}
+
+fn cookie(
+    app: &super::AppState,
+    name: &str,
+    value: &str,
+    max_age: std::time::Duration,
+) -> salvo::http::cookie::Cookie<'static> {
+    use salvo::http::cookie::{Cookie, SameSite, time};
+    Cookie::build((name.to_owned(), value.to_owned()))
+        .path("/")
+        .http_only(true)
+        .secure(app.cookie.secure)
+        // Lax: Plex's forwardUrl and the relying party bring the browser back with top-level GETs,
+        // which must carry it.
+        .same_site(SameSite::Lax)
+        .max_age(time::Duration::seconds(max_age.as_secs() as i64))
+        .build()
+}
+
+/// Sets the sealed provider session, or removes it.
+pub(crate) fn apply_session_cookie(
+    app: &super::AppState,
+    res: &mut Response,
+    session: Option<&str>,
+    clear: bool,
+) {
+    if let Some(value) = session {
+        res.add_cookie(cookie(app, &app.cookie.session_name, value, app.cookie.session_ttl));
+    } else if clear {
+        res.add_cookie(cookie(
+            app,
+            &app.cookie.session_name,
+            "",
+            std::time::Duration::ZERO,
+        ));
+    }
 }
 
 pub(crate) fn binding_cookie(app: &super::AppState, req: &Request) -> Option<String> {
@@ -113,16 +172,7 @@ pub(crate) fn binding_cookie(app: &super::AppState, req: &Request) -> Option<Str
 }
 
 fn set_binding_cookie(app: &super::AppState, res: &mut Response, value: &str) {
-    use salvo::http::cookie::{Cookie, SameSite, time};
-    let cookie = Cookie::build((app.cookie.name.clone(), value.to_owned()))
-        .path("/")
-        .http_only(true)
-        .secure(app.cookie.secure)
-        // Lax: Plex's forwardUrl brings the browser back with a top-level GET, which must carry it.
-        .same_site(SameSite::Lax)
-        .max_age(time::Duration::seconds(app.cookie.max_age.as_secs() as i64))
-        .build();
-    res.add_cookie(cookie);
+    res.add_cookie(cookie(app, &app.cookie.name, value, app.cookie.max_age));
 }
 
 #[handler]
@@ -180,10 +230,123 @@ async fn token_response(
     let credentials = ClientCredentials::from_request(authorization.as_deref(), &form)
         .map_err(|e| (grant_type, e))?;
     app.flow
-        .provider()
         .token(&credentials, &form)
+        .await
         .map(|r| (grant_type, r))
         .map_err(|e| (grant_type, e))
+}
+
+/// The client's credentials and the form of an authenticated protocol POST (token, revoke, introspect).
+async fn client_form(req: &mut Request) -> Result<(ClientCredentials, Params), TokenError> {
+    let is_form = req
+        .content_type()
+        .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
+    if !is_form {
+        return Err(TokenError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = req
+        .payload_with_max_size(MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            TokenError::InvalidRequest(format!("the body must be at most {MAX_BODY_BYTES} bytes"))
+        })?;
+    let form = Params::from_urlencoded(body).map_err(param_error_to_token)?;
+    let credentials = ClientCredentials::from_request(authorization.as_deref(), &form)?;
+    Ok((credentials, form))
+}
+
+/// RFC 7009 token revocation.
+#[handler]
+pub(crate) async fn revoke(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let Some(app) = app(depot) else { return };
+    let result = match client_form(req).await {
+        Ok((credentials, form)) => app.flow.provider().revoke(&credentials, &form),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            no_store(res);
+            res.status_code(StatusCode::OK);
+        }
+        Err(e) => token_error(res, &e),
+    }
+}
+
+/// RFC 7662 token introspection.
+#[handler]
+pub(crate) async fn introspect(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let Some(app) = app(depot) else { return };
+    let result = match client_form(req).await {
+        Ok((credentials, form)) => app.flow.provider().introspect(&credentials, &form),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(body) => {
+            no_store(res);
+            res.render(Json(body));
+        }
+        Err(e) => token_error(res, &e),
+    }
+}
+
+/// RP-Initiated Logout 1.0 (`end_session_endpoint`).
+#[handler]
+pub(crate) async fn logout(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let Some(app) = app(depot) else { return };
+    let params = match request_params(req).await {
+        Ok(p) => p,
+        Err(detail) => {
+            let view = PageView {
+                state: "invalid",
+                detail: &detail,
+                ..Default::default()
+            };
+            render_page(&app, req, depot, res, StatusCode::BAD_REQUEST, view);
+            return;
+        }
+    };
+    let get = |name: &str| params.get(name).ok().flatten().map(str::to_owned);
+    let request = LogoutRequest {
+        id_token_hint: get("id_token_hint"),
+        client_id: get("client_id"),
+        post_logout_redirect_uri: get("post_logout_redirect_uri"),
+        state: get("state"),
+    };
+    let session_cookie = req
+        .cookie(&app.cookie.session_name)
+        .map(|c| c.value().to_owned());
+    match app.flow.logout(&request, session_cookie.as_deref()) {
+        Ok(outcome) => {
+            apply_session_cookie(&app, res, None, true);
+            match outcome {
+                LogoutOutcome::Redirect(url) => super::error::redirect(res, &url),
+                LogoutOutcome::SignedOut => {
+                    let view = PageView {
+                        state: "signed-out",
+                        ..Default::default()
+                    };
+                    render_page(&app, req, depot, res, StatusCode::OK, view);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "refused a logout request");
+            let detail = e.to_string();
+            let view = PageView {
+                state: "invalid",
+                detail: &detail,
+                ..Default::default()
+            };
+            render_page(&app, req, depot, res, StatusCode::BAD_REQUEST, view);
+        }
+    }
 }
 
 #[handler]

@@ -215,7 +215,7 @@ fn clip(s: &str) -> String {
 
 /// `redirect_uri` with `params` appended to its query, built on the registered string itself so the
 /// client gets back exactly the URI it registered.
-pub(crate) fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
+pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(redirect_uri.len() + 128);
     out.push_str(redirect_uri);
     let mut sep = if redirect_uri.contains('?') { '&' } else { '?' };
@@ -248,6 +248,10 @@ mod tests {
                 require_pkce: false,
                 access_token_ttl: Duration::from_secs(3600),
                 id_token_ttl: Duration::from_secs(3600),
+                refresh_tokens: false,
+                refresh_token_ttl: Duration::from_secs(86400),
+                post_logout_redirect_uris: vec![],
+                backchannel_logout_uri: None,
             },
             Client {
                 id: "mobile".into(),
@@ -257,6 +261,10 @@ mod tests {
                 require_pkce: false,
                 access_token_ttl: Duration::from_secs(3600),
                 id_token_ttl: Duration::from_secs(3600),
+                refresh_tokens: false,
+                refresh_token_ttl: Duration::from_secs(86400),
+                post_logout_redirect_uris: vec![],
+                backchannel_logout_uri: None,
             },
         ])
     }

@@ -90,6 +90,12 @@ pub struct Client {
     pub require_pkce: bool,
     pub access_token_ttl: Duration,
     pub id_token_ttl: Duration,
+    /// Issue refresh tokens even without `offline_access` (Grafana needs them to stay signed in).
+    pub refresh_tokens: bool,
+    /// Sliding: each rotation extends the family by this much.
+    pub refresh_token_ttl: Duration,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl Client {

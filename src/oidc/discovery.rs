@@ -12,6 +12,9 @@ pub struct Endpoints {
     pub token: String,
     pub userinfo: String,
     pub jwks: String,
+    pub end_session: String,
+    pub revocation: String,
+    pub introspection: String,
 }
 
 impl Endpoints {
@@ -22,6 +25,9 @@ impl Endpoints {
             token: format!("{base}/token"),
             userinfo: format!("{base}/userinfo"),
             jwks: format!("{base}/jwks"),
+            end_session: format!("{base}/logout"),
+            revocation: format!("{base}/revoke"),
+            introspection: format!("{base}/introspect"),
         }
     }
 }
@@ -36,9 +42,16 @@ pub fn document(issuer: &str, endpoints: &Endpoints, extra_claims: &[String]) ->
         "token_endpoint": endpoints.token,
         "userinfo_endpoint": endpoints.userinfo,
         "jwks_uri": endpoints.jwks,
+        "end_session_endpoint": endpoints.end_session,
+        "revocation_endpoint": endpoints.revocation,
+        "introspection_endpoint": endpoints.introspection,
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

@@ -93,6 +93,9 @@ pub enum TokenError {
     InvalidScope(String),
     #[error("server_error: {0}")]
     Server(String),
+    /// Not in RFC 6749 §5.2, but a refresh that cannot be checked now must not look like a revoked grant.
+    #[error("temporarily_unavailable: {0}")]
+    TemporarilyUnavailable(String),
 }
 
 impl TokenError {
@@ -105,6 +108,7 @@ impl TokenError {
             TokenError::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
             TokenError::InvalidScope(_) => ErrorCode::InvalidScope,
             TokenError::Server(_) => ErrorCode::ServerError,
+            TokenError::TemporarilyUnavailable(_) => ErrorCode::TemporarilyUnavailable,
         }
     }
 
@@ -115,7 +119,8 @@ impl TokenError {
             | TokenError::UnauthorizedClient(d)
             | TokenError::UnsupportedGrantType(d)
             | TokenError::InvalidScope(d)
-            | TokenError::Server(d) => d,
+            | TokenError::Server(d)
+            | TokenError::TemporarilyUnavailable(d) => d,
             TokenError::InvalidClient { description, .. } => description,
         }
     }

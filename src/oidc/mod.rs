@@ -13,12 +13,14 @@ mod provider;
 mod scope;
 mod token;
 
-pub use authorize::{AuthorizationRequest, Prompt};
+pub use authorize::{AuthorizationRequest, Prompt, redirect_with as append_query};
 pub use client::{Client, ClientRegistry, ClientSecret};
 pub use discovery::Endpoints;
 pub use error::{AuthorizeError, ErrorCode, TokenError, UserinfoError};
 pub use identity::Identity;
 pub use params::{ParamError, Params};
-pub use provider::{Provider, ProviderSettings, TokenResponse};
+pub use provider::{
+    GrantContext, IdTokenHint, Provider, ProviderSettings, RefreshGrant, RefreshPayload, TokenResponse,
+};
 pub use scope::Scopes;
 pub use token::ClientCredentials;

@@ -1,27 +1,31 @@
-//! The provider: codes, tokens, userinfo. One instance per process, shared by all requests.
+//! The provider: codes, tokens, refresh, revocation, introspection, userinfo. One instance per process.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
 use super::authorize::redirect_with;
 use super::discovery::{self, Endpoints};
 use super::error::{AuthorizeError, ErrorCode, TokenError, UserinfoError};
-use super::token::ClientCredentials;
+use super::token::{AuthMethod, ClientCredentials};
 use super::{AuthorizationRequest, Client, ClientRegistry, Identity, Params, Scopes};
 use crate::clock::Clock;
 use crate::keys::{KeySet, half_hash, pkce_s256};
 use crate::random::Random;
 use crate::seal::Sealer;
+use crate::store::{Family, Rotation, Store};
 
 /// RFC 6749 §4.1.2 recommends at most ten minutes; one is plenty for a browser redirect.
 const CODE_TTL_SECONDS: u64 = 60;
 const ACCESS_TOKEN_PURPOSE: &str = "access_token.v1";
+const REFRESH_TOKEN_PURPOSE: &str = "refresh_token.v1";
+/// Logout tokens are short-lived (OIDC Back-Channel Logout §2.4 recommends at most two minutes).
+const LOGOUT_TOKEN_TTL_SECONDS: u64 = 120;
+const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
@@ -32,7 +36,14 @@ pub struct ProviderSettings {
     pub extra_claims: Vec<String>,
 }
 
-/// What a code stands for until it is redeemed.
+/// What the login flow attaches to a grant beyond the identity: the provider session it belongs to and
+/// an opaque upstream credential the flow needs to re-check access at refresh time.
+#[derive(Debug, Clone, Default)]
+pub struct GrantContext {
+    pub session_id: Option<String>,
+    pub upstream: Option<String>,
+}
+
 #[derive(Debug)]
 struct CodeEntry {
     grant_id: String,
@@ -43,6 +54,7 @@ struct CodeEntry {
     code_challenge: Option<String>,
     identity: Identity,
     auth_time: u64,
+    context: GrantContext,
     expires_at: u64,
     redeemed: AtomicBool,
 }
@@ -55,7 +67,36 @@ struct AccessTokenBody {
     c: String,
     s: u8,
     e: u64,
+    #[serde(default)]
+    t: u64,
     i: Identity,
+}
+
+/// The sealed content of a refresh token: which family, which generation.
+#[derive(Serialize, Deserialize)]
+struct RefreshTokenBody {
+    f: String,
+    n: u64,
+}
+
+/// What a family keeps (stored by [`Store`] as an opaque payload).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshPayload {
+    pub identity: Identity,
+    pub scopes: u8,
+    pub auth_time: u64,
+    pub grant_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+}
+
+/// A refresh request that passed every protocol check; the flow re-checks access before completing it.
+#[derive(Debug)]
+pub struct RefreshGrant {
+    pub client: Arc<Client>,
+    pub family: Family,
+    pub payload: RefreshPayload,
+    pub scopes: Scopes,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +110,14 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
+/// The parts of a verified `id_token_hint` logout needs.
+#[derive(Debug, Clone)]
+pub struct IdTokenHint {
+    pub client_id: String,
+    pub subject: String,
+    pub session_id: Option<String>,
+}
+
 #[derive(Serialize)]
 struct IdTokenClaims<'a> {
     iss: &'a str,
@@ -80,30 +129,44 @@ struct IdTokenClaims<'a> {
     auth_time: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
     at_hash: String,
     #[serde(flatten)]
     claims: Map<String, Value>,
 }
 
+struct Mint<'a> {
+    client: &'a Client,
+    grant_id: &'a str,
+    scopes: Scopes,
+    identity: &'a Identity,
+    auth_time: u64,
+    nonce: Option<&'a str>,
+    context: &'a GrantContext,
+}
+
 pub struct Provider {
     issuer: String,
+    endpoints: Endpoints,
     registry: ClientRegistry,
     keys: Arc<KeySet>,
     sealer: Arc<Sealer>,
+    store: Arc<Store>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
     codes: Cache<String, Arc<CodeEntry>>,
-    /// Grants revoked because their code was replayed (RFC 6749 §4.1.2), until their tokens expire.
-    revoked_grants: Cache<String, u64>,
     discovery_json: String,
 }
 
 impl Provider {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: ProviderSettings,
         registry: ClientRegistry,
         keys: Arc<KeySet>,
         sealer: Arc<Sealer>,
+        store: Arc<Store>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
     ) -> Provider {
@@ -112,19 +175,24 @@ impl Provider {
             discovery::document(&settings.issuer, &endpoints, &settings.extra_claims).to_string();
         Provider {
             issuer: settings.issuer,
+            endpoints,
             registry,
             keys,
             sealer,
+            store,
             clock,
             random,
             codes: Cache::new(settings.code_capacity.max(16)),
-            revoked_grants: Cache::new(settings.code_capacity.max(16)),
             discovery_json,
         }
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
     }
 
     pub fn discovery_json(&self) -> &str {
@@ -137,6 +205,10 @@ impl Provider {
 
     pub fn client(&self, id: &str) -> Option<&Arc<Client>> {
         self.registry.get(id)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn parse_authorization(
@@ -153,6 +225,7 @@ impl Provider {
         request: &AuthorizationRequest,
         identity: &Identity,
         auth_time: u64,
+        context: GrantContext,
     ) -> String {
         let code = self.random.token(32);
         let entry = CodeEntry {
@@ -164,6 +237,7 @@ impl Provider {
             code_challenge: request.code_challenge.clone(),
             identity: identity.clone(),
             auth_time,
+            context,
             expires_at: self.clock.unix_seconds() + CODE_TTL_SECONDS,
             redeemed: AtomicBool::new(false),
         };
@@ -195,7 +269,7 @@ impl Provider {
     /// Authenticates the client; a failure here never touches the code, so a client may retry the
     /// same code with another authentication method (golang/oauth2 does).
     pub fn authenticate(&self, credentials: &ClientCredentials) -> Result<Arc<Client>, TokenError> {
-        let used_basic = credentials.method == super::token::AuthMethod::Basic;
+        let used_basic = credentials.method == AuthMethod::Basic;
         let invalid = |description: &str| TokenError::InvalidClient {
             description: description.to_owned(),
             used_basic,
@@ -218,8 +292,21 @@ impl Provider {
         }
     }
 
-    /// The token endpoint (RFC 6749 §4.1.3, OIDC Core §3.1.3).
-    pub fn token(
+    fn authenticate_confidential(
+        &self,
+        credentials: &ClientCredentials,
+    ) -> Result<Arc<Client>, TokenError> {
+        let client = self.authenticate(credentials)?;
+        if client.is_public() {
+            return Err(TokenError::UnauthorizedClient(
+                "only confidential clients may use this endpoint".into(),
+            ));
+        }
+        Ok(client)
+    }
+
+    /// The `authorization_code` grant (RFC 6749 §4.1.3, OIDC Core §3.1.3).
+    pub fn exchange_code(
         &self,
         credentials: &ClientCredentials,
         form: &Params,
@@ -234,16 +321,6 @@ impl Provider {
             "client_secret",
         ])
         .map_err(invalid_request)?;
-        let grant_type = form
-            .get("grant_type")
-            .map_err(invalid_request)?
-            .ok_or_else(|| TokenError::InvalidRequest("grant_type is missing".into()))?;
-        if grant_type != "authorization_code" {
-            return Err(TokenError::UnsupportedGrantType(format!(
-                "grant_type \"{}\" is not supported",
-                grant_type.chars().take(64).collect::<String>()
-            )));
-        }
         let client = self.authenticate(credentials)?;
         let code = form
             .get("code")
@@ -295,46 +372,231 @@ impl Provider {
             (None, None) => {}
         }
         if entry.redeemed.swap(true, Ordering::AcqRel) {
-            let until = now + client.access_token_ttl.as_secs().max(CODE_TTL_SECONDS);
-            self.revoked_grants.insert(entry.grant_id.clone(), until);
+            self.revoke_grant(&entry.grant_id, &client, now);
             tracing::warn!(client_id = %client.id, "authorization code replayed; its tokens are revoked");
             return Err(TokenError::InvalidGrant("the code was already used".into()));
         }
-        self.mint(&client, &entry.grant_id, entry.scopes, &entry.identity, entry.auth_time, entry.nonce.as_deref(), now)
+        let mut response = self.mint(
+            &Mint {
+                client: &client,
+                grant_id: &entry.grant_id,
+                scopes: entry.scopes,
+                identity: &entry.identity,
+                auth_time: entry.auth_time,
+                nonce: entry.nonce.as_deref(),
+                context: &entry.context,
+            },
+            now,
+        )?;
+        if entry.scopes.offline_access || client.refresh_tokens {
+            let family = Family {
+                id: self.random.token(16),
+                client_id: client.id.clone(),
+                session_id: entry.context.session_id.clone(),
+                generation: 0,
+                expires_at: now + client.refresh_token_ttl.as_secs(),
+                payload: serde_json::to_string(&RefreshPayload {
+                    identity: entry.identity.clone(),
+                    scopes: entry.scopes.to_bits(),
+                    auth_time: entry.auth_time,
+                    grant_id: entry.grant_id.clone(),
+                    upstream: entry.context.upstream.clone(),
+                })
+                .map_err(|e| TokenError::Server(e.to_string()))?,
+            };
+            let token = self.refresh_token(&family.id, 0)?;
+            self.store
+                .put(family)
+                .map_err(|e| TokenError::Server(e.to_string()))?;
+            response.refresh_token = Some(token);
+        }
+        Ok(response)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn mint(
+    fn refresh_token(&self, family: &str, generation: u64) -> Result<String, TokenError> {
+        let body = serde_json::to_vec(&RefreshTokenBody {
+            f: family.to_owned(),
+            n: generation,
+        })
+        .map_err(|e| TokenError::Server(e.to_string()))?;
+        Ok(self.sealer.seal(REFRESH_TOKEN_PURPOSE, &body))
+    }
+
+    fn open_refresh_token(&self, token: &str) -> Option<RefreshTokenBody> {
+        let plain = self.sealer.open(REFRESH_TOKEN_PURPOSE, token)?;
+        serde_json::from_slice(&plain).ok()
+    }
+
+    /// First half of the `refresh_token` grant (RFC 6749 §6): every protocol check, but no rotation yet,
+    /// so the caller can re-check the user's access before anything is issued.
+    pub fn begin_refresh(
         &self,
-        client: &Client,
-        grant_id: &str,
-        scopes: Scopes,
+        credentials: &ClientCredentials,
+        form: &Params,
+    ) -> Result<RefreshGrant, TokenError> {
+        let invalid_request = |e: super::ParamError| TokenError::InvalidRequest(e.to_string());
+        form.check_unique(&["grant_type", "refresh_token", "scope", "client_id", "client_secret"])
+            .map_err(invalid_request)?;
+        let client = self.authenticate(credentials)?;
+        let token = form
+            .get("refresh_token")
+            .map_err(invalid_request)?
+            .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
+        let invalid = || TokenError::InvalidGrant("the refresh token is invalid or expired".into());
+        let body = self.open_refresh_token(token).ok_or_else(invalid)?;
+        let family = self.store.get(&body.f).ok_or_else(invalid)?;
+        let now = self.clock.unix_seconds();
+        if family.client_id != client.id {
+            return Err(TokenError::InvalidGrant(
+                "the refresh token was issued to another client".into(),
+            ));
+        }
+        if family.expires_at <= now {
+            return Err(invalid());
+        }
+        let payload: RefreshPayload =
+            serde_json::from_str(&family.payload).map_err(|_| invalid())?;
+        if body.n != family.generation {
+            self.end_family(&family, &payload, &client);
+            tracing::warn!(client_id = %client.id, "a rotated refresh token was reused; the whole grant is revoked");
+            return Err(TokenError::InvalidGrant(
+                "the refresh token was already used; all tokens of this grant are revoked".into(),
+            ));
+        }
+        let granted = Scopes::from_bits(payload.scopes);
+        let scopes = match form.get("scope").map_err(invalid_request)? {
+            None => granted,
+            Some(asked) => {
+                let asked = Scopes::parse(asked);
+                if asked.intersect(granted) != asked {
+                    return Err(TokenError::InvalidScope(
+                        "a refresh cannot widen the scopes of the grant".into(),
+                    ));
+                }
+                asked
+            }
+        };
+        Ok(RefreshGrant {
+            client,
+            family,
+            payload,
+            scopes,
+        })
+    }
+
+    /// Second half: rotates the refresh token and issues fresh tokens with the re-checked `identity`.
+    pub fn complete_refresh(
+        &self,
+        grant: RefreshGrant,
         identity: &Identity,
-        auth_time: u64,
-        nonce: Option<&str>,
-        now: u64,
     ) -> Result<TokenResponse, TokenError> {
-        let access_ttl = client.access_token_ttl.as_secs();
+        let now = self.clock.unix_seconds();
+        let expires_at = now + grant.client.refresh_token_ttl.as_secs();
+        let rotated = self
+            .store
+            .rotate(&grant.family.id, grant.family.generation, expires_at)
+            .map_err(|e| TokenError::Server(e.to_string()))?;
+        let family = match rotated {
+            Rotation::Rotated(f) => f,
+            Rotation::Reused(f) => {
+                self.end_family(&f, &grant.payload, &grant.client);
+                return Err(TokenError::InvalidGrant(
+                    "the refresh token was already used; all tokens of this grant are revoked"
+                        .into(),
+                ));
+            }
+            Rotation::Unknown => {
+                return Err(TokenError::InvalidGrant(
+                    "the refresh token is invalid or expired".into(),
+                ));
+            }
+        };
+        let context = GrantContext {
+            session_id: family.session_id.clone(),
+            upstream: grant.payload.upstream.clone(),
+        };
+        let mut response = self.mint(
+            &Mint {
+                client: &grant.client,
+                grant_id: &grant.payload.grant_id,
+                scopes: grant.scopes,
+                identity,
+                auth_time: grant.payload.auth_time,
+                nonce: None,
+                context: &context,
+            },
+            now,
+        )?;
+        response.refresh_token = Some(self.refresh_token(&family.id, family.generation)?);
+        Ok(response)
+    }
+
+    /// Ends a refresh grant whose user lost access: the family and its access tokens are revoked.
+    pub fn revoke_refresh(&self, grant: &RefreshGrant) {
+        self.end_family(&grant.family, &grant.payload, &grant.client);
+    }
+
+    fn end_family(&self, family: &Family, payload: &RefreshPayload, client: &Client) {
+        if let Err(e) = self.store.remove(&family.id) {
+            tracing::error!(error = %e, "cannot remove a refresh-token family");
+        }
+        self.revoke_grant(&payload.grant_id, client, self.clock.unix_seconds());
+    }
+
+    fn revoke_grant(&self, grant_id: &str, client: &Client, now: u64) {
+        let until = now + client.access_token_ttl.as_secs().max(CODE_TTL_SECONDS);
+        if let Err(e) = self.store.revoke_grant(grant_id, until) {
+            tracing::error!(error = %e, "cannot persist a grant revocation");
+        }
+    }
+
+    /// Ends every refresh grant of a provider session; returns the clients that took part.
+    pub fn end_session_grants(&self, session_id: &str) -> Vec<String> {
+        let families = match self.store.remove_session(session_id) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot remove a session's refresh tokens");
+                return Vec::new();
+            }
+        };
+        let now = self.clock.unix_seconds();
+        let mut clients = Vec::new();
+        for family in families {
+            if let (Some(client), Ok(payload)) = (
+                self.registry.get(&family.client_id),
+                serde_json::from_str::<RefreshPayload>(&family.payload),
+            ) {
+                self.revoke_grant(&payload.grant_id, client, now);
+            }
+            clients.push(family.client_id);
+        }
+        clients
+    }
+
+    fn mint(&self, m: &Mint<'_>, now: u64) -> Result<TokenResponse, TokenError> {
+        let access_ttl = m.client.access_token_ttl.as_secs();
         let body = AccessTokenBody {
-            g: grant_id.to_owned(),
-            c: client.id.clone(),
-            s: scopes.to_bits(),
+            g: m.grant_id.to_owned(),
+            c: m.client.id.clone(),
+            s: m.scopes.to_bits(),
             e: now + access_ttl,
-            i: identity.clone(),
+            t: now,
+            i: m.identity.clone(),
         };
         let plaintext = serde_json::to_vec(&body).map_err(|e| TokenError::Server(e.to_string()))?;
         let access_token = self.sealer.seal(ACCESS_TOKEN_PURPOSE, &plaintext);
         let mut claims = Map::new();
-        identity.scoped_claims(scopes, &mut claims);
+        m.identity.scoped_claims(m.scopes, &mut claims);
         let id_claims = IdTokenClaims {
             iss: &self.issuer,
-            sub: &identity.subject,
-            aud: &client.id,
-            azp: &client.id,
-            exp: now + client.id_token_ttl.as_secs(),
+            sub: &m.identity.subject,
+            aud: &m.client.id,
+            azp: &m.client.id,
+            exp: now + m.client.id_token_ttl.as_secs(),
             iat: now,
-            auth_time,
-            nonce,
+            auth_time: m.auth_time,
+            nonce: m.nonce,
+            sid: m.context.session_id.as_deref(),
             at_hash: half_hash(&access_token),
             claims,
         };
@@ -348,22 +610,22 @@ impl Provider {
             token_type: "Bearer",
             expires_in: access_ttl,
             id_token,
-            scope: scopes.to_string(),
+            scope: m.scopes.to_string(),
             refresh_token: None,
         })
+    }
+
+    fn open_access_token(&self, token: &str) -> Option<AccessTokenBody> {
+        let plaintext = self.sealer.open(ACCESS_TOKEN_PURPOSE, token)?;
+        let body: AccessTokenBody = serde_json::from_slice(&plaintext).ok()?;
+        let now = self.clock.unix_seconds();
+        (body.e > now && !self.store.is_grant_revoked(&body.g, now)).then_some(body)
     }
 
     /// Userinfo (OIDC Core §5.3): the same claims as the ID token, for the token's scopes.
     pub fn userinfo(&self, access_token: &str) -> Result<Map<String, Value>, UserinfoError> {
         let invalid = || UserinfoError::InvalidToken("the access token is invalid or expired".into());
-        let plaintext = self
-            .sealer
-            .open(ACCESS_TOKEN_PURPOSE, access_token)
-            .ok_or_else(invalid)?;
-        let body: AccessTokenBody = serde_json::from_slice(&plaintext).map_err(|_| invalid())?;
-        if body.e <= self.clock.unix_seconds() || self.revoked_grants.get(&body.g).is_some() {
-            return Err(invalid());
-        }
+        let body = self.open_access_token(access_token).ok_or_else(invalid)?;
         if self.registry.get(&body.c).is_none() {
             return Err(invalid());
         }
@@ -373,9 +635,122 @@ impl Provider {
         Ok(claims)
     }
 
-    /// The lifetime a client's access tokens get; exposed for callers that report it.
-    pub fn access_token_ttl(&self, client_id: &str) -> Option<Duration> {
-        self.registry.get(client_id).map(|c| c.access_token_ttl)
+    /// RFC 7009. Unknown, foreign and already-invalid tokens are answered like valid ones (§2.2).
+    pub fn revoke(&self, credentials: &ClientCredentials, form: &Params) -> Result<(), TokenError> {
+        let client = self.authenticate_confidential(credentials)?;
+        let token = form
+            .get("token")
+            .map_err(|e| TokenError::InvalidRequest(e.to_string()))?
+            .ok_or_else(|| TokenError::InvalidRequest("token is missing".into()))?;
+        if let Some(body) = self.open_refresh_token(token)
+            && let Some(family) = self.store.get(&body.f)
+            && family.client_id == client.id
+            && let Ok(payload) = serde_json::from_str::<RefreshPayload>(&family.payload)
+        {
+            self.end_family(&family, &payload, &client);
+        } else if let Some(body) = self.open_access_token(token)
+            && body.c == client.id
+        {
+            self.revoke_grant(&body.g, &client, self.clock.unix_seconds());
+        }
+        Ok(())
+    }
+
+    /// RFC 7662, for the calling client's own tokens; everything else is `{"active": false}`.
+    pub fn introspect(
+        &self,
+        credentials: &ClientCredentials,
+        form: &Params,
+    ) -> Result<Value, TokenError> {
+        let client = self.authenticate_confidential(credentials)?;
+        let token = form
+            .get("token")
+            .map_err(|e| TokenError::InvalidRequest(e.to_string()))?
+            .ok_or_else(|| TokenError::InvalidRequest("token is missing".into()))?;
+        let now = self.clock.unix_seconds();
+        if let Some(body) = self.open_access_token(token)
+            && body.c == client.id
+        {
+            return Ok(json!({
+                "active": true,
+                "token_type": "Bearer",
+                "scope": Scopes::from_bits(body.s).to_string(),
+                "client_id": body.c,
+                "sub": body.i.subject,
+                "username": body.i.preferred_username,
+                "exp": body.e,
+                "iat": body.t,
+                "iss": self.issuer,
+                "aud": body.c,
+            }));
+        }
+        if let Some(body) = self.open_refresh_token(token)
+            && let Some(family) = self.store.get(&body.f)
+            && family.client_id == client.id
+            && family.generation == body.n
+            && family.expires_at > now
+            && let Ok(payload) = serde_json::from_str::<RefreshPayload>(&family.payload)
+        {
+            return Ok(json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "scope": Scopes::from_bits(payload.scopes).to_string(),
+                "client_id": family.client_id,
+                "sub": payload.identity.subject,
+                "exp": family.expires_at,
+                "iss": self.issuer,
+            }));
+        }
+        Ok(json!({ "active": false }))
+    }
+
+    /// Verifies an `id_token_hint` we issued (RP-Initiated Logout §2); an expired one is still a hint.
+    pub fn verify_id_token_hint(&self, token: &str) -> Option<IdTokenHint> {
+        let claims = self.keys.verify_jwt(token).ok()?;
+        if claims.get("iss")?.as_str()? != self.issuer {
+            return None;
+        }
+        Some(IdTokenHint {
+            client_id: claims.get("aud")?.as_str()?.to_owned(),
+            subject: claims.get("sub")?.as_str()?.to_owned(),
+            session_id: claims
+                .get("sid")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+
+    /// A signed logout token (OIDC Back-Channel Logout 1.0 §2.4).
+    pub fn logout_token(
+        &self,
+        client_id: &str,
+        subject: &str,
+        session_id: Option<&str>,
+    ) -> Result<String, TokenError> {
+        let now = self.clock.unix_seconds();
+        let mut claims = json!({
+            "iss": self.issuer,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + LOGOUT_TOKEN_TTL_SECONDS,
+            "jti": self.random.token(16),
+            "sub": subject,
+            "events": { BACKCHANNEL_EVENT: {} },
+        });
+        if let Some(sid) = session_id {
+            claims["sid"] = json!(sid);
+        }
+        self.keys
+            .signer()
+            .sign_jwt(&claims)
+            .map_err(|e| TokenError::Server(e.to_string()))
+    }
+
+    /// Whether `uri` is registered for `client_id` as a post-logout redirect (exact match).
+    pub fn post_logout_redirect_allowed(&self, client_id: &str, uri: &str) -> bool {
+        self.registry
+            .get(client_id)
+            .is_some_and(|c| c.post_logout_redirect_uris.iter().any(|r| r == uri))
     }
 }
 

@@ -130,7 +130,9 @@ impl PlexClient {
             ("x-plex-device-name", product.as_str()),
         ] {
             let value = HeaderValue::from_str(value).map_err(|_| {
-                PlexError::Client(format!("{name} contains characters not allowed in a header"))
+                PlexError::Client(format!(
+                    "{name} contains characters not allowed in a header"
+                ))
             })?;
             headers.insert(HeaderName::from_static(name), value);
         }
@@ -210,7 +212,11 @@ impl PlexClient {
             .inner
             .http
             .get(self.inner.resources_url.clone())
-            .query(&[("includeHttps", "1"), ("includeRelay", "1"), ("includeIPv6", "1")])
+            .query(&[
+                ("includeHttps", "1"),
+                ("includeRelay", "1"),
+                ("includeIPv6", "1"),
+            ])
             .header(X_PLEX_TOKEN, token_header(token)?);
         self.execute(Call::Resources, request, model::parse_resources)
             .await
@@ -258,7 +264,10 @@ impl PlexClient {
     }
 }
 
-async fn exchange(call: Call, request: RequestBuilder) -> (Option<u16>, Result<Vec<u8>, PlexError>) {
+async fn exchange(
+    call: Call,
+    request: RequestBuilder,
+) -> (Option<u16>, Result<Vec<u8>, PlexError>) {
     let response = match request.send().await {
         Ok(response) => response,
         Err(e) => return (None, Err(transport_error(e))),
@@ -301,7 +310,8 @@ fn status_error(
 }
 
 async fn read_capped(mut response: Response) -> Result<Vec<u8>, PlexError> {
-    let too_large = || PlexError::UnexpectedResponse(format!("body exceeds {MAX_BODY_BYTES} bytes"));
+    let too_large =
+        || PlexError::UnexpectedResponse(format!("body exceeds {MAX_BODY_BYTES} bytes"));
     if response
         .content_length()
         .is_some_and(|len| len > MAX_BODY_BYTES as u64)
@@ -497,22 +507,47 @@ mod tests {
 
     #[test]
     fn statuses_map_to_errors_by_call() {
-        let plex_404 = br#"{"errors":[{"code":1020,"message":"Code not found or expired","status":404}]}"#;
+        let plex_404 =
+            br#"{"errors":[{"code":1020,"message":"Code not found or expired","status":404}]}"#;
         let route_404 = br#"{"status":404,"error":"Not Found"}"#;
         let map = |call, status: u16, body: &[u8]| {
             status_error(call, StatusCode::from_u16(status).unwrap(), None, body)
         };
-        assert!(matches!(map(Call::PinCheck, 404, plex_404), PlexError::PinNotFound));
-        assert!(matches!(map(Call::PinCheck, 404, route_404), PlexError::UnexpectedResponse(_)));
-        assert!(matches!(map(Call::PinCreate, 404, plex_404), PlexError::UnexpectedResponse(_)));
+        assert!(matches!(
+            map(Call::PinCheck, 404, plex_404),
+            PlexError::PinNotFound
+        ));
+        assert!(matches!(
+            map(Call::PinCheck, 404, route_404),
+            PlexError::UnexpectedResponse(_)
+        ));
+        assert!(matches!(
+            map(Call::PinCreate, 404, plex_404),
+            PlexError::UnexpectedResponse(_)
+        ));
         assert!(matches!(map(Call::User, 401, b""), PlexError::Unauthorized));
-        assert!(matches!(map(Call::Resources, 422, b""), PlexError::Unauthorized));
-        assert!(matches!(map(Call::PinCheck, 401, b""), PlexError::UnexpectedResponse(_)));
-        assert!(matches!(map(Call::User, 429, b""), PlexError::RateLimited { .. }));
+        assert!(matches!(
+            map(Call::Resources, 422, b""),
+            PlexError::Unauthorized
+        ));
+        assert!(matches!(
+            map(Call::PinCheck, 401, b""),
+            PlexError::UnexpectedResponse(_)
+        ));
+        assert!(matches!(
+            map(Call::User, 429, b""),
+            PlexError::RateLimited { .. }
+        ));
         for status in [500, 502, 503, 504, 408] {
-            assert!(matches!(map(Call::User, status, b""), PlexError::Unavailable(_)));
+            assert!(matches!(
+                map(Call::User, status, b""),
+                PlexError::Unavailable(_)
+            ));
         }
-        assert!(matches!(map(Call::User, 302, b""), PlexError::UnexpectedResponse(_)));
+        assert!(matches!(
+            map(Call::User, 302, b""),
+            PlexError::UnexpectedResponse(_)
+        ));
         let bad_request = map(
             Call::PinCreate,
             400,

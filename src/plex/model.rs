@@ -30,7 +30,8 @@ impl PinId {
 }
 
 /// A Plex account token: full access to the account, so it never reaches logs, pages or claims.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Deliberately not `PartialEq`: nothing should compare tokens, least of all in non-constant time.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PlexToken(String);
 
@@ -351,7 +352,8 @@ mod tests {
 
     #[test]
     fn a_pin_without_expires_in_falls_back_to_expires_at() {
-        let body = br#"{"id":"5","code":"ABCD","expiresAt":"2023-04-12T17:30:03.250Z","authToken":"tok"}"#;
+        let body =
+            br#"{"id":"5","code":"ABCD","expiresAt":"2023-04-12T17:30:03.250Z","authToken":"tok"}"#;
         let pin = parse_pin(body, at(0)).unwrap();
         assert_eq!(pin.id, PinId::new(5));
         assert_eq!(pin.expires_in, None);
@@ -384,7 +386,10 @@ mod tests {
     #[test]
     fn xml_and_truncated_json_are_unexpected_responses() {
         let xml = parse_user(br#"<?xml version="1.0"?><user id="1"/>"#).unwrap_err();
-        assert!(matches!(&xml, PlexError::UnexpectedResponse(m) if m.contains("XML")), "{xml:?}");
+        assert!(
+            matches!(&xml, PlexError::UnexpectedResponse(m) if m.contains("XML")),
+            "{xml:?}"
+        );
         let truncated = parse_user(br#"{"id":1,"uuid":"ab"#).unwrap_err();
         assert!(
             matches!(&truncated, PlexError::UnexpectedResponse(m) if m.contains("malformed")),
@@ -416,7 +421,11 @@ mod tests {
                 home_admin: false,
             }
         );
-        assert!(!serde_json::to_string(&user).unwrap().contains("secret-token"));
+        assert!(
+            !serde_json::to_string(&user)
+                .unwrap()
+                .contains("secret-token")
+        );
     }
 
     #[test]
@@ -458,10 +467,13 @@ mod tests {
         assert_eq!(resources[1].client_identifier.as_deref(), Some("other"));
         assert!(!resources[1].owned);
         assert_eq!(resources[1].owner_id, Some(17));
-        assert_eq!(resources[2], Resource {
-            provides: Some("client,player".into()),
-            ..Resource::default()
-        });
+        assert_eq!(
+            resources[2],
+            Resource {
+                provides: Some("client,player".into()),
+                ..Resource::default()
+            }
+        );
     }
 
     #[test]
@@ -472,7 +484,8 @@ mod tests {
 
     #[test]
     fn the_error_code_is_read_from_plexs_error_envelope() {
-        let body = br#"{"errors":[{"code":1020,"message":"Code not found or expired","status":404}]}"#;
+        let body =
+            br#"{"errors":[{"code":1020,"message":"Code not found or expired","status":404}]}"#;
         assert_eq!(error_code(body), Some(1020));
         assert_eq!(error_code(br#"{"errors":[{"code":1001}]}"#), Some(1001));
         assert_eq!(error_code(br#"{"status":404,"error":"Not Found"}"#), None);
@@ -498,7 +511,10 @@ mod tests {
             parse_rfc3339("2023-04-12T12:00:03-05:00"),
             Some(at(1_681_318_803))
         );
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(at(1_709_164_800)));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00Z"),
+            Some(at(1_709_164_800))
+        );
     }
 
     #[test]

@@ -18,11 +18,13 @@ scenarios:
   popup-early-click   like popup-approve, but clicks before /login/start answered (popup-wait page first)
   redirect-approve    phone (375x667, touch); auto mode redirects the whole page to Plex and back
   popup-blocked       desktop; window.open returns null, so the page falls back to the redirect
-  denied              desktop popup; approve as outsider; the denied state names the account
+  denied              desktop popup; approve as outsider; the denied state names the account; with
+                      --expect-redirect-prefix also "Use another Plex account", approve as owner, back
   denied-redirect     phone redirect; approve as outsider; the server renders the denied state
   reach-state         waits for --expect-state (clicking Sign in, and --approve ACCOUNT if given)
   states              every state on desktop and phone, light and dark: screenshots + axe check
   inspect             loads the page and prints what it shows (text, colours) for theme tests
+  preview             every state from \`plex-oidc preview\` (--preview-url instead of --authorize-url)
 
 options:
   --expect-redirect-prefix URL  the app's redirect_uri (approve scenarios); the navigation there is
@@ -31,6 +33,7 @@ options:
   --expect-account NAME         denied scenarios: the account name the page must show
   --expect-state STATE          reach-state: the data-state to wait for
   --approve ACCOUNT             reach-state: owner|friend|home|managed|outsider, clicked in the fake
+  --preview-url URL             preview: a URL with {state} in it, e.g. http://127.0.0.1:8080/{state}
   --locale TAG                  browser language, default en-US (sent as Accept-Language)
   --chromium PATH               default $CHROMIUM_PATH or /usr/bin/chromium
   --timeout-ms N                per step, default 15000`;
@@ -49,6 +52,7 @@ function parse(argv) {
       screenshots: { type: 'string' },
       'expect-account': { type: 'string' },
       'expect-state': { type: 'string' },
+      'preview-url': { type: 'string' },
       approve: { type: 'string' },
       locale: { type: 'string', default: 'en-US' },
       chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
@@ -66,9 +70,11 @@ function parse(argv) {
     return values[name];
   };
   if (!SCENARIOS[values.scenario]) throw new UsageError(`unknown --scenario ${values.scenario ?? '(none)'}`);
+  const preview = values.scenario === 'preview';
   const opts = {
     scenario: values.scenario,
-    authorizeUrl: new URL(need('authorize-url')),
+    authorizeUrl: new URL(need(preview ? 'preview-url' : 'authorize-url').replace('{state}', 'ready')),
+    previewUrl: preview ? need('preview-url') : undefined,
     screenshots: values.screenshots,
     expectAccount: values['expect-account'],
     locale: values.locale,
@@ -77,8 +83,11 @@ function parse(argv) {
   };
   if (['popup-approve', 'popup-early-click', 'redirect-approve', 'popup-blocked'].includes(opts.scenario)) {
     opts.redirectPrefix = need('expect-redirect-prefix');
+  } else if (opts.scenario === 'denied') {
+    opts.redirectPrefix = values['expect-redirect-prefix'];
   }
   if (opts.scenario === 'states') opts.screenshots = need('screenshots');
+  if (preview && !opts.previewUrl.includes('{state}')) throw new UsageError('--preview-url needs a {state} placeholder');
   if (opts.scenario === 'reach-state') {
     opts.expectState = need('expect-state');
     opts.approve = values.approve;
@@ -89,6 +98,14 @@ function parse(argv) {
 }
 
 class UsageError extends Error {}
+
+function isApi(url) {
+  try {
+    return ['/login/start', '/login/poll'].includes(new URL(url).pathname);
+  } catch {
+    return false;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // One run: a browser, its contexts, and everything that counts as a page error on our origin.
@@ -154,6 +171,10 @@ class Run {
   watch(page) {
     page.on('console', (msg) => {
       if (msg.type() !== 'error' || !this.ours(page)) return;
+      // Chromium logs every non-2xx response; error pages and the page API answer that way by
+      // design, so only other resources (assets) count.
+      const resource = msg.location().url;
+      if (msg.text().startsWith('Failed to load resource') && (isApi(resource) || resource === page.url())) return;
       const text = `${new URL(page.url()).pathname}: ${msg.text()}`;
       (msg.text().startsWith('CSP violation') || /Content Security Policy/i.test(msg.text()) ? this.cspViolations : this.consoleErrors).push(text);
     });
@@ -166,6 +187,8 @@ class Run {
     if (!this.opts.screenshots) return;
     fs.mkdirSync(this.opts.screenshots, { recursive: true });
     const file = path.join(this.opts.screenshots, `${name}.png`);
+    // Keeps hover styles out of the picture.
+    await page.mouse.move(0, 0);
     await page.screenshot({ path: file, fullPage: true, animations: 'disabled' });
     this.screenshots.push(file);
   }
@@ -342,6 +365,14 @@ async function denied(run) {
   const [popup] = await Promise.all([context.waitForEvent('page'), page.click('#signin')]);
   await approveIn(popup, 'outsider');
   await expectDenied(run, page, { focused: true });
+  if (!run.opts.redirectPrefix) return;
+  // "Use another Plex account": a fresh Plex PIN for the same pending login, then the owner gets in.
+  await page.click('[data-for="denied"] [data-action="restart"]');
+  await waitReady(page);
+  await checkHeading(page, 'ready', { focused: true });
+  const [second] = await Promise.all([context.waitForEvent('page'), page.click('#signin')]);
+  await approveIn(second, 'owner');
+  run.result.final_url = (await waitForCallback(run)).url;
 }
 
 async function deniedRedirect(run) {
@@ -360,9 +391,9 @@ async function reachState(run) {
   const deadline = Date.now() + run.opts.timeout;
   let popup = null;
   for (;;) {
-    const state = await stateOf(page);
+    const { state, busy } = await page.evaluate(() => ({ state: document.body.dataset.state, busy: 'busy' in document.body.dataset }));
     if (state === expectState) break;
-    if (state === 'ready' && !popup && (await page.evaluate(() => !('busy' in document.body.dataset)))) {
+    if (state === 'ready' && !busy && !popup) {
       [popup] = await Promise.all([context.waitForEvent('page'), page.click('#signin')]);
       if (approve) await approveIn(popup, approve);
     }
@@ -413,8 +444,8 @@ async function showState(run, context, name) {
   await page.route('**/login/poll', (route) =>
     stub.abort ? route.abort('connectionrefused') : route.fulfill({ status: stub.status, contentType: 'application/json', body: JSON.stringify(stub.body) }),
   );
-  // Hold the way back to the app so "redirecting" stays on screen.
-  await page.route('**/login/continue*', () => {});
+  // A 204 answer cancels the navigation back to the app, so "redirecting" stays on screen.
+  await page.route('**/login/continue*', (route) => route.fulfill({ status: 204 }));
   // A stand-in window: the point here is this page, not Plex.
   await page.evaluate(() => {
     window.open = () => ({ location: {}, close() {}, focus() {} });
@@ -454,6 +485,10 @@ async function states(run) {
   await waitReady(page);
   if (await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth)) throw new Error('ready scrolls sideways at 320 px');
   await run.shot(page, 'ready-320-light');
+  await page.emulateMedia({ reducedMotion: 'reduce' });
+  await page.evaluate(() => document.body.setAttribute('data-busy', ''));
+  const animation = await page.evaluate(() => getComputedStyle(document.querySelector('.spinner')).animationName);
+  if (animation === 'spin') throw new Error('spinners still spin with prefers-reduced-motion: reduce');
   if (a11y.length) throw new Error(`accessibility: ${a11y.join('; ')}`);
 }
 
@@ -487,6 +522,26 @@ async function inspect(run) {
   await run.shot(page, 'inspect');
 }
 
+// The pages of `plex-oidc preview`: sample data, no pending login, so the script stays still.
+async function preview(run) {
+  const names = ['ready', 'waiting', 'checking', 'redirecting', 'denied', 'unavailable', 'expired', 'invalid'];
+  const a11y = [];
+  run.result.states = {};
+  for (const [label, device] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+    const context = await run.context(device);
+    const page = await context.newPage();
+    for (const name of names) {
+      await page.goto(run.opts.previewUrl.replace('{state}', encodeURIComponent(name)));
+      await waitForState(page, name);
+      run.result.states[name] = await checkHeading(page, name, { focused: false });
+      await run.shot(page, `preview-${name}-${label}`);
+      for (const v of await axeCheck(page)) a11y.push(`${name} ${label}: ${v}`);
+    }
+    await context.close();
+  }
+  if (a11y.length) throw new Error(`accessibility: ${a11y.join('; ')}`);
+}
+
 const SCENARIOS = {
   'popup-approve': (run) => popupApprove(run),
   'popup-early-click': (run) => popupApprove(run, { early: true }),
@@ -499,6 +554,7 @@ const SCENARIOS = {
   'reach-state': reachState,
   states,
   inspect,
+  preview,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -99,6 +99,8 @@ pub async fn spawn_app_on(
         Dependencies {
             clock: clock.clone(),
             random: Arc::new(SystemRandom),
+            discard_corrupt_store: false,
+            backchannel_backoff: std::time::Duration::from_millis(50),
         },
     )
     .await

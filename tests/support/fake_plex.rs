@@ -202,7 +202,8 @@ impl FakePlex {
         let addr = listener
             .local_addr()
             .expect("a bound listener has a local address");
-        let acceptor = TcpAcceptor::try_from(listener).expect("a bound listener becomes an acceptor");
+        let acceptor =
+            TcpAcceptor::try_from(listener).expect("a bound listener becomes an acceptor");
         let base_url = format!("http://{addr}");
         let shared = Arc::new(Shared {
             base_url: base_url.clone(),
@@ -264,6 +265,13 @@ impl FakePlex {
         let state = self.shared.lock();
         let id = state.latest_pin?;
         state.pins.get(&id).map(|pin| pin.code.clone())
+    }
+
+    /// The `X-Plex-Product` the newest PIN was created with (what Plex shows on its consent screen).
+    pub fn latest_pin_product(&self) -> Option<String> {
+        let state = self.shared.lock();
+        let id = state.latest_pin?;
+        state.pins.get(&id).and_then(|pin| pin.product.clone())
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -337,9 +345,7 @@ impl Shared {
     fn approve(&self, code: &str, client_id: Option<&str>, account: Account) -> Option<i64> {
         let mut state = self.lock();
         let pin = state.pins.values_mut().find(|pin| {
-            pin.code == code
-                && pin.is_alive()
-                && client_id.is_none_or(|id| id == pin.client_id)
+            pin.code == code && pin.is_alive() && client_id.is_none_or(|id| id == pin.client_id)
         })?;
         pin.approved_by = Some(account);
         Some(pin.id)
@@ -525,7 +531,8 @@ impl FakeHandler {
                 return plex_error(res, 429, 1003, "API rate limit exceeded", json);
             }
             Fault::ServerError(status) => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let body = format!(
                     "<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center></body></html>\n"
                 );
@@ -544,7 +551,12 @@ impl FakeHandler {
             }
             Fault::RedirectTo(location) => {
                 res.add_header("location", location, true).ok();
-                return send(res, StatusCode::FOUND, "text/plain; charset=utf-8", String::new());
+                return send(
+                    res,
+                    StatusCode::FOUND,
+                    "text/plain; charset=utf-8",
+                    String::new(),
+                );
             }
         }
 
@@ -566,12 +578,20 @@ impl FakeHandler {
                     state.next_pin_id += 1;
                     let pin = PinRecord {
                         id,
-                        code: if strong { random_code(25, false) } else { random_code(4, true) },
+                        code: if strong {
+                            random_code(25, false)
+                        } else {
+                            random_code(4, true)
+                        },
                         client_id,
                         product,
                         created: Instant::now(),
                         created_at: SystemTime::now(),
-                        lifetime: if strong { STRONG_PIN_LIFETIME } else { WEAK_PIN_LIFETIME },
+                        lifetime: if strong {
+                            STRONG_PIN_LIFETIME
+                        } else {
+                            WEAK_PIN_LIFETIME
+                        },
                         approved_by: None,
                         expired: false,
                     };
@@ -684,7 +704,12 @@ fn plex_error(res: &mut Response, status: u16, code: i64, message: &str, json: b
     let errors = json!([{"code": code, "message": message, "status": status}]);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if json {
-        send(res, status, JSON_TYPE, json!({ "errors": errors }).to_string());
+        send(
+            res,
+            status,
+            JSON_TYPE,
+            json!({ "errors": errors }).to_string(),
+        );
     } else {
         send(res, status, XML_TYPE, to_xml("errors", &errors));
     }
@@ -829,22 +854,59 @@ fn resources_json(account: Account, removed: bool) -> Value {
     let owner = Some(Account::Owner);
     let mut entries = match account {
         Account::Owner => vec![
-            server_entry(SERVER_NAME, SERVER_ID, true, false, None, Some("srvTokenOwner0000001")),
+            server_entry(
+                SERVER_NAME,
+                SERVER_ID,
+                true,
+                false,
+                None,
+                Some("srvTokenOwner0000001"),
+            ),
             client_entry("Chrome", "Plex Web", "o1w2n3e4r5w6e7b8c9l0i1e2"),
         ],
         Account::Friend => vec![
-            server_entry(SERVER_NAME, SERVER_ID, false, false, owner, Some("srvTokenFriend000002")),
-            client_entry("Pixel 8", "Plex for Android (Mobile)", "f1r2i3e4n5d6a7n8d9r0o1i2"),
+            server_entry(
+                SERVER_NAME,
+                SERVER_ID,
+                false,
+                false,
+                owner,
+                Some("srvTokenFriend000002"),
+            ),
+            client_entry(
+                "Pixel 8",
+                "Plex for Android (Mobile)",
+                "f1r2i3e4n5d6a7n8d9r0o1i2",
+            ),
         ],
-        Account::HomeMember => vec![
-            server_entry(SERVER_NAME, SERVER_ID, false, true, owner, Some("srvTokenHome00000003")),
-        ],
+        Account::HomeMember => vec![server_entry(
+            SERVER_NAME,
+            SERVER_ID,
+            false,
+            true,
+            owner,
+            Some("srvTokenHome00000003"),
+        )],
         Account::Managed => vec![
-            server_entry(SERVER_NAME, SERVER_ID, false, true, owner, Some("srvTokenManaged00004")),
+            server_entry(
+                SERVER_NAME,
+                SERVER_ID,
+                false,
+                true,
+                owner,
+                Some("srvTokenManaged00004"),
+            ),
             client_entry("Living Room TV", "Plex for LG", "k1i2d3s4t5v6c7l8i9e0n1t2"),
         ],
         Account::Outsider => vec![
-            server_entry("Mallory's NAS", OTHER_SERVER_ID, true, false, None, Some("srvTokenOutsider0005")),
+            server_entry(
+                "Mallory's NAS",
+                OTHER_SERVER_ID,
+                true,
+                false,
+                None,
+                Some("srvTokenOutsider0005"),
+            ),
             // A device that carries the operator's machine id but is only a player: grants nothing.
             client_entry("Impostor", "Plex HTPC", SERVER_ID),
             // A share from someone else, listed without a token (seen in the wild).

@@ -116,7 +116,7 @@ let
           { ok = unknownArgs layeredImageArgs args == [ ]; msg = "unknown arguments ${toString (unknownArgs layeredImageArgs args)}"; }
           { ok = unknownArgs ociConfigKeys config == [ ]; msg = "unknown OCI config keys ${toString (unknownArgs ociConfigKeys config)}"; }
           { ok = (args.created or "1970-01-01T00:00:01Z") != "now"; msg = "created = \"now\" makes the image unreproducible"; }
-        ] (stubDrv "docker-image-${args.name}.tar.gz" { inherit (args) name; imageTag = args.tag or null; });
+        ] (stubDrv "docker-image-${args.name}.tar.gz" { imageTag = args.tag or null; });
     };
 
     mkShell =
