@@ -6,3 +6,4 @@ mod oidc_flow;
 mod protocol_errors;
 mod plex_client;
 mod deploy_files;
+mod sessions;

@@ -101,7 +101,8 @@ class UsageError extends Error {}
 
 function isApi(url) {
   try {
-    return ['/login/start', '/login/poll'].includes(new URL(url).pathname);
+    const { pathname } = new URL(url);
+    return pathname.endsWith('/login/start') || pathname.endsWith('/login/poll');
   } catch {
     return false;
   }
@@ -434,7 +435,8 @@ async function showState(run, context, name) {
   if (name === 'popup-wait' || name === 'popup-done') {
     // A first entry in the history keeps popup-done from closing this (not script-opened) tab.
     await page.goto(run.opts.authorizeUrl.href);
-    await page.goto(`${run.origin}/login/${name}`);
+    // Relative to the authorize endpoint, so a service under a path prefix works too.
+    await page.goto(new URL(`login/${name}`, run.opts.authorizeUrl).href);
     return { page, state: null };
   }
   await page.goto(run.opts.authorizeUrl.href);

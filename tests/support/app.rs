@@ -128,6 +128,34 @@ pub struct PageLogin {
 }
 
 impl TestApp {
+    /// Stops the server and starts a new process-equivalent on the same port, config and state_dir.
+    pub async fn restart(self) -> TestApp {
+        self.app.stop();
+        self.app.wait().await;
+        let parsed = Config::from_json(&self.config.to_string(), &self.state_dir, None).unwrap();
+        let clock = self.clock.clone();
+        let app = Application::build(
+            parsed,
+            Dependencies {
+                clock: clock.clone(),
+                random: Arc::new(SystemRandom),
+                discard_corrupt_store: false,
+                backchannel_backoff: std::time::Duration::from_millis(50),
+            },
+        )
+        .await
+        .expect("server restarts");
+        TestApp {
+            app,
+            base: self.base,
+            plex: self.plex,
+            clock,
+            http: self.http,
+            state_dir: self.state_dir,
+            config: self.config,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod browser;
 pub mod fake_plex;
