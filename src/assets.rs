@@ -125,7 +125,10 @@ impl Assets {
 
     fn insert_file(&mut self, path: String, body: Vec<u8>) {
         let hash = digest(&SHA256, &body);
-        let version: String = hash.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let version: String = hash.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let asset = Asset {
             content_type: content_type(&path),
             etag: format!("\"{version}\""),
@@ -272,7 +275,10 @@ fn css_value(value: Option<&str>) -> String {
     value
         .unwrap_or("")
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '#' | '(' | ')' | ',' | '.' | '%' | ' ' | '-' | '/'))
+        .filter(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '#' | '(' | ')' | ',' | '.' | '%' | ' ' | '-' | '/')
+        })
         .take(64)
         .collect()
 }
@@ -326,7 +332,10 @@ mod tests {
 
     #[test]
     fn css_values_cannot_break_out_of_the_rule() {
-        assert_eq!(css_value(Some("red;} body{display:none")), "red bodydisplaynone");
+        assert_eq!(
+            css_value(Some("red;} body{display:none")),
+            "red bodydisplaynone"
+        );
         assert_eq!(css_value(Some("#e5a00d")), "#e5a00d");
     }
 
@@ -334,7 +343,11 @@ mod tests {
     fn the_login_template_renders_translated_strings() {
         let a = assets();
         let html = a
-            .render("login.html", "de", &[("state", "ready"), ("client_name", "<Grafana>")])
+            .render(
+                "login.html",
+                "de",
+                &[("state", "ready"), ("client_name", "<Grafana>")],
+            )
             .unwrap();
         assert!(html.contains("data-state=\"ready\""));
         assert!(!html.contains("{{"), "unrendered placeholder left");

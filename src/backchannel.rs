@@ -46,11 +46,20 @@ impl BackchannelNotifier {
                     Ok(res) if res.status().is_client_error() => {
                         metrics::counter!("plex_oidc_backchannel_logouts_total", "result" => "rejected")
                             .increment(1);
-                        tracing::warn!(client_id, status = res.status().as_u16(), "back-channel logout rejected by the client");
+                        tracing::warn!(
+                            client_id,
+                            status = res.status().as_u16(),
+                            "back-channel logout rejected by the client"
+                        );
                         return;
                     }
                     Ok(res) => {
-                        tracing::warn!(client_id, attempt, status = res.status().as_u16(), "back-channel logout failed");
+                        tracing::warn!(
+                            client_id,
+                            attempt,
+                            status = res.status().as_u16(),
+                            "back-channel logout failed"
+                        );
                     }
                     Err(e) => {
                         tracing::warn!(client_id, attempt, error = %e, "back-channel logout failed");
@@ -60,7 +69,8 @@ impl BackchannelNotifier {
                     tokio::time::sleep(backoff * attempt).await;
                 }
             }
-            metrics::counter!("plex_oidc_backchannel_logouts_total", "result" => "failed").increment(1);
+            metrics::counter!("plex_oidc_backchannel_logouts_total", "result" => "failed")
+                .increment(1);
         });
     }
 }

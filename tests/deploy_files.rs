@@ -41,9 +41,16 @@ fn kubernetes() -> BTreeMap<String, Value> {
     let mut by_kind = BTreeMap::new();
     for resource in strings(&kustomization["resources"]) {
         let relative = format!("deploy/kubernetes/{resource}");
-        for document in yaml::parse(&read(&relative)).unwrap_or_else(|e| panic!("{relative}: {e}")) {
-            let kind = document["kind"].as_str().unwrap_or_else(|| panic!("{relative}: a document has no kind")).to_owned();
-            assert!(by_kind.insert(kind.clone(), document).is_none(), "two {kind} manifests");
+        for document in yaml::parse(&read(&relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+        {
+            let kind = document["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{relative}: a document has no kind"))
+                .to_owned();
+            assert!(
+                by_kind.insert(kind.clone(), document).is_none(),
+                "two {kind} manifests"
+            );
         }
     }
     by_kind
@@ -60,12 +67,17 @@ fn strings(value: &Value) -> Vec<&str> {
         .as_array()
         .unwrap_or_else(|| panic!("expected a list, got {value}"))
         .iter()
-        .map(|v| v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}")))
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("expected a string, got {v}"))
+        })
         .collect()
 }
 
 fn text(value: &Value) -> &str {
-    value.as_str().unwrap_or_else(|| panic!("expected a scalar, got {value}"))
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a scalar, got {value}"))
 }
 
 /// The port of a "HOST:PORT" socket address from config.json.
@@ -104,7 +116,9 @@ fn named_port(container: &Value, name: &str) -> u64 {
         .iter()
         .find(|p| p["name"] == name)
         .unwrap_or_else(|| panic!("no container port named {name:?}"));
-    text(&port["containerPort"]).parse().expect("containerPort is a number")
+    text(&port["containerPort"])
+        .parse()
+        .expect("containerPort is a number")
 }
 
 /// The port a probe or Service points at, resolving port names through the container.
@@ -160,7 +174,9 @@ fn sources() -> Vec<(PathBuf, String)> {
 
 fn source_has_string_literal(candidates: &[&str]) -> bool {
     let quoted: Vec<String> = candidates.iter().map(|c| format!("\"{c}\"")).collect();
-    sources().iter().any(|(_, text)| quoted.iter().any(|q| text.contains(q.as_str())))
+    sources()
+        .iter()
+        .any(|(_, text)| quoted.iter().any(|q| text.contains(q.as_str())))
 }
 
 /// A directory under the system temp dir, unique per test and removed afterwards.
@@ -170,7 +186,10 @@ impl TempDir {
     fn new(name: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("plex-oidc-deploy-{name}-{}-{n}", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "plex-oidc-deploy-{name}-{}-{n}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("temp dir");
         TempDir(path)
@@ -188,11 +207,17 @@ fn check_with_stand_in_secrets(name: &str, config: &Value) -> (bool, String) {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = TempDir::new(name);
     let mut config = config.clone();
-    for (i, client) in config["clients"].as_array_mut().expect("clients").iter_mut().enumerate() {
+    for (i, client) in config["clients"]
+        .as_array_mut()
+        .expect("clients")
+        .iter_mut()
+        .enumerate()
+    {
         if client.get("client_secret_file").is_some() {
             let secret = dir.0.join(format!("client-{i}"));
             std::fs::write(&secret, "a-stand-in-secret-for-the-deploy-test").expect("write secret");
-            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
             client["client_secret_file"] = Value::String(secret.display().to_string());
         }
     }
@@ -207,19 +232,41 @@ fn check_with_stand_in_secrets(name: &str, config: &Value) -> (bool, String) {
         .stdin(Stdio::null())
         .output()
         .expect("the binary runs");
-    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.success() && all.contains("config OK"), all)
 }
 
 #[test]
 fn the_code_still_uses_the_port_probe_paths_and_env_name_the_deploy_files_rely_on() {
     // A rename in the code must fail here, not in a cluster.
-    assert!(source_has_string_literal(&["0.0.0.0:8080"]), "src/ no longer defaults to listening on 0.0.0.0:{HTTP_PORT}");
-    assert!(source_has_string_literal(&["/healthz", "healthz"]), "src/ no longer routes {LIVENESS_PATH}");
-    assert!(source_has_string_literal(&["/readyz", "readyz"]), "src/ no longer routes {READINESS_PATH}");
-    assert!(source_has_string_literal(&["/metrics", "metrics"]), "src/ no longer routes /metrics");
-    assert!(source_has_string_literal(&[CONFIG_ENV]), "src/ no longer reads {CONFIG_ENV}");
-    assert!(source_has_string_literal(&[STATE_DIR]), "src/ no longer defaults state_dir to {STATE_DIR}");
+    assert!(
+        source_has_string_literal(&["0.0.0.0:8080"]),
+        "src/ no longer defaults to listening on 0.0.0.0:{HTTP_PORT}"
+    );
+    assert!(
+        source_has_string_literal(&["/healthz", "healthz"]),
+        "src/ no longer routes {LIVENESS_PATH}"
+    );
+    assert!(
+        source_has_string_literal(&["/readyz", "readyz"]),
+        "src/ no longer routes {READINESS_PATH}"
+    );
+    assert!(
+        source_has_string_literal(&["/metrics", "metrics"]),
+        "src/ no longer routes /metrics"
+    );
+    assert!(
+        source_has_string_literal(&[CONFIG_ENV]),
+        "src/ no longer reads {CONFIG_ENV}"
+    );
+    assert!(
+        source_has_string_literal(&[STATE_DIR]),
+        "src/ no longer defaults state_dir to {STATE_DIR}"
+    );
 }
 
 #[test]
@@ -237,9 +284,13 @@ fn fly_serves_the_http_port_and_routes_traffic_by_the_readiness_probe() {
     let service = &fly["http_service"];
     assert_eq!(service["internal_port"], HTTP_PORT);
     assert_eq!(service["force_https"], true);
-    let checks = service["checks"].as_array().expect("http_service has checks");
+    let checks = service["checks"]
+        .as_array()
+        .expect("http_service has checks");
     assert!(
-        checks.iter().any(|c| c["path"] == READINESS_PATH && c["method"] == "GET"),
+        checks
+            .iter()
+            .any(|c| c["path"] == READINESS_PATH && c["method"] == "GET"),
         "no GET {READINESS_PATH} check in {checks:?}"
     );
 }
@@ -263,8 +314,9 @@ fn fly_points_the_config_env_at_the_shipped_config_json() {
         .iter()
         .find(|f| f["guest_path"] == config_path)
         .unwrap_or_else(|| panic!("no [[files]] entry writes {config_path}"));
-    let local: Value = serde_json::from_str(&read(&format!("deploy/{}", text(&shipped["local_path"]))))
-        .expect("the shipped config is JSON");
+    let local: Value =
+        serde_json::from_str(&read(&format!("deploy/{}", text(&shipped["local_path"]))))
+            .expect("the shipped config is JSON");
     assert_eq!(local, deploy_config(), "fly ships a different config.json");
 }
 
@@ -286,14 +338,20 @@ fn fly_keeps_state_on_a_volume_and_scrapes_the_metrics_listener() {
     let fly = fly();
     assert_eq!(fly["mounts"]["destination"], STATE_DIR);
     let config = deploy_config();
-    assert_eq!(fly["metrics"]["port"], port_of(text(&config["metrics"]["listen"])));
+    assert_eq!(
+        fly["metrics"]["port"],
+        port_of(text(&config["metrics"]["listen"]))
+    );
     assert_eq!(fly["metrics"]["path"], "/metrics");
 }
 
 #[test]
 fn kustomization_lists_every_manifest_in_the_directory() {
     let listed: BTreeSet<String> =
-        strings(&single_document("deploy/kubernetes/kustomization.yaml")["resources"]).into_iter().map(str::to_owned).collect();
+        strings(&single_document("deploy/kubernetes/kustomization.yaml")["resources"])
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
     let present: BTreeSet<String> = std::fs::read_dir(root().join("deploy/kubernetes"))
         .expect("deploy/kubernetes exists")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -301,7 +359,16 @@ fn kustomization_lists_every_manifest_in_the_directory() {
         .collect();
     assert_eq!(listed, present);
     let kinds: Vec<String> = kubernetes().into_keys().collect();
-    assert_eq!(kinds, ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service"]);
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "Deployment",
+            "PersistentVolumeClaim",
+            "Secret",
+            "Service"
+        ]
+    );
 }
 
 #[test]
@@ -309,14 +376,22 @@ fn kubernetes_probes_healthz_and_readyz_on_the_http_port() {
     let k8s = kubernetes();
     let container = plex_oidc_container(&k8s);
     assert_eq!(named_port(container, "http"), HTTP_PORT);
-    for (probe, path) in [("livenessProbe", LIVENESS_PATH), ("readinessProbe", READINESS_PATH), ("startupProbe", LIVENESS_PATH)] {
+    for (probe, path) in [
+        ("livenessProbe", LIVENESS_PATH),
+        ("readinessProbe", READINESS_PATH),
+        ("startupProbe", LIVENESS_PATH),
+    ] {
         let get = &container[probe]["httpGet"];
         assert_eq!(get["path"], path, "{probe}");
         assert_eq!(resolve_port(container, &get["port"]), HTTP_PORT, "{probe}");
     }
-    let config: Value = serde_json::from_str(text(&k8s["ConfigMap"]["data"]["config.json"])).expect("config.json is JSON");
+    let config: Value = serde_json::from_str(text(&k8s["ConfigMap"]["data"]["config.json"]))
+        .expect("config.json is JSON");
     assert_eq!(port_of(text(&config["listen"])), HTTP_PORT);
-    assert_eq!(named_port(container, "metrics"), port_of(text(&config["metrics"]["listen"])));
+    assert_eq!(
+        named_port(container, "metrics"),
+        port_of(text(&config["metrics"]["listen"]))
+    );
 }
 
 #[test]
@@ -330,7 +405,12 @@ fn kubernetes_service_targets_the_http_port() {
         assert_eq!(&labels[key], value, "the Service selects pods by {key}");
     }
     let ports = service["spec"]["ports"].as_array().expect("Service ports");
-    assert!(ports.iter().all(|p| resolve_port(container, &p["targetPort"]) == HTTP_PORT), "{ports:?}");
+    assert!(
+        ports
+            .iter()
+            .all(|p| resolve_port(container, &p["targetPort"]) == HTTP_PORT),
+        "{ports:?}"
+    );
 }
 
 #[test]
@@ -338,13 +418,29 @@ fn kubernetes_reads_the_configmap_through_plex_oidc_config() {
     let k8s = kubernetes();
     let container = plex_oidc_container(&k8s);
     let config_path = Path::new(env_value(container, CONFIG_ENV));
-    let dir = config_path.parent().expect("a directory").to_str().expect("UTF-8");
+    let dir = config_path
+        .parent()
+        .expect("a directory")
+        .to_str()
+        .expect("UTF-8");
     let (mount, volume) = volume_mount(&k8s, dir);
     assert_eq!(mount["readOnly"], "true");
-    assert_eq!(volume["configMap"]["name"], k8s["ConfigMap"]["metadata"]["name"]);
-    let key = config_path.file_name().expect("a file name").to_str().expect("UTF-8");
-    let config: Value = serde_json::from_str(text(&k8s["ConfigMap"]["data"][key])).expect("the ConfigMap's config is JSON");
-    assert_eq!(config, deploy_config(), "the ConfigMap and deploy/config.json differ");
+    assert_eq!(
+        volume["configMap"]["name"],
+        k8s["ConfigMap"]["metadata"]["name"]
+    );
+    let key = config_path
+        .file_name()
+        .expect("a file name")
+        .to_str()
+        .expect("UTF-8");
+    let config: Value = serde_json::from_str(text(&k8s["ConfigMap"]["data"][key]))
+        .expect("the ConfigMap's config is JSON");
+    assert_eq!(
+        config,
+        deploy_config(),
+        "the ConfigMap and deploy/config.json differ"
+    );
     assert_eq!(strings(&container["args"]), ["serve"]);
 }
 
@@ -352,18 +448,32 @@ fn kubernetes_reads_the_configmap_through_plex_oidc_config() {
 fn kubernetes_mounts_every_client_secret_file_from_the_secret() {
     let k8s = kubernetes();
     let secret = &k8s["Secret"];
-    let keys: BTreeSet<&str> = secret["stringData"].as_object().expect("stringData").keys().map(String::as_str).collect();
+    let keys: BTreeSet<&str> = secret["stringData"]
+        .as_object()
+        .expect("stringData")
+        .keys()
+        .map(String::as_str)
+        .collect();
     let files = client_secret_files(&deploy_config());
     assert!(!files.is_empty());
     for file in &files {
         let path = Path::new(file);
-        let (mount, volume) = volume_mount(&k8s, path.parent().and_then(Path::to_str).expect("a directory"));
+        let (mount, volume) = volume_mount(
+            &k8s,
+            path.parent().and_then(Path::to_str).expect("a directory"),
+        );
         assert_eq!(mount["readOnly"], "true");
         assert_eq!(volume["secret"]["secretName"], secret["metadata"]["name"]);
         // Group-readable for fsGroup, not world-readable (plex-oidc warns about the latter).
         assert_eq!(volume["secret"]["defaultMode"], "288", "0440");
-        let name = path.file_name().and_then(|n| n.to_str()).expect("a file name");
-        assert!(keys.contains(name), "the Secret has no key {name:?} for {file}");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a file name");
+        assert!(
+            keys.contains(name),
+            "the Secret has no key {name:?} for {file}"
+        );
     }
 }
 
@@ -373,7 +483,10 @@ fn kubernetes_runs_non_root_with_a_read_only_root_and_state_on_a_volume() {
     let pod = &k8s["Deployment"]["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], "true");
     assert_eq!(pod["securityContext"]["runAsUser"], "65534");
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     assert_eq!(pod["automountServiceAccountToken"], "false");
     let container = plex_oidc_container(&k8s);
     let security = &container["securityContext"];
@@ -381,7 +494,10 @@ fn kubernetes_runs_non_root_with_a_read_only_root_and_state_on_a_volume() {
     assert_eq!(security["allowPrivilegeEscalation"], "false");
     assert_eq!(strings(&security["capabilities"]["drop"]), ["ALL"]);
     let (_, volume) = volume_mount(&k8s, STATE_DIR);
-    assert_eq!(volume["persistentVolumeClaim"]["claimName"], k8s["PersistentVolumeClaim"]["metadata"]["name"]);
+    assert_eq!(
+        volume["persistentVolumeClaim"]["claimName"],
+        k8s["PersistentVolumeClaim"]["metadata"]["name"]
+    );
     // A second replica would share neither pending logins nor the ReadWriteOnce volume.
     assert_eq!(k8s["Deployment"]["spec"]["replicas"], "1");
     assert_eq!(k8s["Deployment"]["spec"]["strategy"]["type"], "Recreate");
@@ -394,10 +510,19 @@ fn the_oci_image_exposes_the_http_port_and_defaults_the_config_env() {
     let Ok(image) = std::fs::read_to_string(root().join("nix/oci-image.nix")) else {
         return;
     };
-    assert!(image.contains(&format!("port = {HTTP_PORT};")), "nix/oci-image.nix exposes another port");
-    assert!(image.contains("\"${toString port}/tcp\""), "nix/oci-image.nix does not expose `port`");
+    assert!(
+        image.contains(&format!("port = {HTTP_PORT};")),
+        "nix/oci-image.nix exposes another port"
+    );
+    assert!(
+        image.contains("\"${toString port}/tcp\""),
+        "nix/oci-image.nix does not expose `port`"
+    );
     let config_path = env_value(plex_oidc_container(&kubernetes()), CONFIG_ENV).to_owned();
-    assert!(image.contains(&format!("\"{CONFIG_ENV}={config_path}\"")), "the image's {CONFIG_ENV} differs from the manifests'");
+    assert!(
+        image.contains(&format!("\"{CONFIG_ENV}={config_path}\"")),
+        "the image's {CONFIG_ENV} differs from the manifests'"
+    );
     assert!(image.contains("User = \"65534:65534\";"));
     assert!(image.contains(&format!("stateDir = \"{STATE_DIR}\";")));
 }
@@ -416,7 +541,14 @@ fn the_yaml_subset_parser_reads_what_the_manifests_use_and_rejects_the_rest() {
     assert_eq!(docs[0]["d"], "q: #");
     assert_eq!(docs[0]["e"], Value::Array(vec![]));
     assert_eq!(docs[1]["f"], "it's");
-    for bad in ["a: [1, 2]\n", "a:\n\tb: 1\n", "a: 1\na: 2\n", "a: 1\n   b: 2\n", "- a\nb: 1\n", "just text\n"] {
+    for bad in [
+        "a: [1, 2]\n",
+        "a:\n\tb: 1\n",
+        "a: 1\na: 2\n",
+        "a: 1\n   b: 2\n",
+        "- a\nb: 1\n",
+        "just text\n",
+    ] {
         assert!(yaml::parse(bad).is_err(), "accepted {bad:?}");
     }
 }
@@ -433,7 +565,13 @@ fn the_toml_subset_parser_reads_what_fly_toml_uses_and_rejects_the_rest() {
     assert_eq!(doc["t"]["u"]["l"], serde_json::json!(["p", "q"]));
     assert_eq!(doc["arr"][1]["k"], 2);
     assert_eq!(doc["t"]["checks"][0]["path"], "/r");
-    for bad in ["a = { b = 1 }\n", "a = 1\na = 2\n", "a\n", "[t\n", "a = 1.5.6\n"] {
+    for bad in [
+        "a = { b = 1 }\n",
+        "a = 1\na = 2\n",
+        "a\n",
+        "[t\n",
+        "a = 1.5.6\n",
+    ] {
         assert!(toml::parse(bad).is_err(), "accepted {bad:?}");
     }
 }
@@ -456,15 +594,26 @@ mod toml {
                 current = dotted(name).map_err(at)?;
                 let (last, parents) = current.split_last().expect("dotted() returns a name");
                 let table = table_at(&mut root, parents).map_err(at)?;
-                let array = table.entry(last.clone()).or_insert_with(|| Value::Array(Vec::new()));
-                array.as_array_mut().ok_or_else(|| at(format!("{last} is not an array of tables")))?.push(Value::Object(Map::new()));
+                let array = table
+                    .entry(last.clone())
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                array
+                    .as_array_mut()
+                    .ok_or_else(|| at(format!("{last} is not an array of tables")))?
+                    .push(Value::Object(Map::new()));
             } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 current = dotted(name).map_err(at)?;
                 table_at(&mut root, &current).map_err(at)?;
             } else {
-                let (key, value) = line.split_once('=').ok_or_else(|| at(format!("expected `key = value`, got {line:?}")))?;
+                let (key, value) = line
+                    .split_once('=')
+                    .ok_or_else(|| at(format!("expected `key = value`, got {line:?}")))?;
                 let key = key.trim();
-                if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                if key.is_empty()
+                    || !key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
                     return Err(at(format!("unsupported key {key:?}")));
                 }
                 let value = parse_value(value.trim()).map_err(at)?;
@@ -479,20 +628,34 @@ mod toml {
 
     fn dotted(name: &str) -> Result<Vec<String>, String> {
         let parts: Vec<String> = name.split('.').map(|p| p.trim().to_owned()).collect();
-        if parts.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+        if parts.iter().any(|p| {
+            p.is_empty()
+                || !p
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) {
             return Err(format!("unsupported table name {name:?}"));
         }
         Ok(parts)
     }
 
     /// The table at `path`, created if missing; an array of tables on the way means its last element.
-    fn table_at<'a>(root: &'a mut Value, path: &[String]) -> Result<&'a mut Map<String, Value>, String> {
+    fn table_at<'a>(
+        root: &'a mut Value,
+        path: &[String],
+    ) -> Result<&'a mut Map<String, Value>, String> {
         let mut node = root;
         for part in path {
-            let table = node.as_object_mut().ok_or_else(|| format!("{part} is inside a non-table"))?;
-            node = table.entry(part.clone()).or_insert_with(|| Value::Object(Map::new()));
+            let table = node
+                .as_object_mut()
+                .ok_or_else(|| format!("{part} is inside a non-table"))?;
+            node = table
+                .entry(part.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Array(items) = node {
-                node = items.last_mut().ok_or_else(|| format!("{part} is an empty array"))?;
+                node = items
+                    .last_mut()
+                    .ok_or_else(|| format!("{part} is an empty array"))?;
             }
         }
         node.as_object_mut().ok_or_else(|| "not a table".to_owned())
@@ -514,10 +677,15 @@ mod toml {
     fn parse_value(text: &str) -> Result<Value, String> {
         if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
             let items = inner.split(',').map(str::trim).filter(|s| !s.is_empty());
-            return items.map(parse_value).collect::<Result<Vec<_>, _>>().map(Value::Array);
+            return items
+                .map(parse_value)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array);
         }
         if text.starts_with('"') {
-            return serde_json::from_str::<String>(text).map(Value::String).map_err(|e| format!("bad string {text}: {e}"));
+            return serde_json::from_str::<String>(text)
+                .map(Value::String)
+                .map_err(|e| format!("bad string {text}: {e}"));
         }
         if let Some(inner) = text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
             return Ok(Value::String(inner.to_owned()));
@@ -527,7 +695,9 @@ mod toml {
             "false" => return Ok(Value::Bool(false)),
             _ => {}
         }
-        text.parse::<i64>().map(Value::from).map_err(|_| format!("unsupported value {text:?}"))
+        text.parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| format!("unsupported value {text:?}"))
     }
 }
 
@@ -545,7 +715,11 @@ mod yaml {
         for (index, line) in input.lines().chain(std::iter::once("---")).enumerate() {
             if line.trim_end() == "---" {
                 if current.iter().any(|l| !is_blank(l)) {
-                    let mut parser = Parser { lines: std::mem::take(&mut current), pos: 0, first_line };
+                    let mut parser = Parser {
+                        lines: std::mem::take(&mut current),
+                        pos: 0,
+                        first_line,
+                    };
                     documents.push(parser.document()?);
                 }
                 current.clear();
@@ -597,7 +771,10 @@ mod yaml {
             let value = self.node(ind)?;
             match self.peek() {
                 None => Ok(value),
-                Some(_) => Err(self.error("content after the end of the top-level node (bad indentation?)")),
+                Some(_) => {
+                    Err(self
+                        .error("content after the end of the top-level node (bad indentation?)"))
+                }
             }
         }
 
@@ -618,7 +795,10 @@ mod yaml {
                 if i > ind {
                     return Err(self.error("unexpected indentation in a sequence"));
                 }
-                let Some(rest) = text.strip_prefix('-').filter(|r| r.is_empty() || r.starts_with(' ')) else {
+                let Some(rest) = text
+                    .strip_prefix('-')
+                    .filter(|r| r.is_empty() || r.starts_with(' '))
+                else {
                     return Err(self.error("a mapping key where a sequence item was expected"));
                 };
                 let rest = rest.trim_start();
@@ -654,14 +834,17 @@ mod yaml {
                 if text.starts_with("- ") || text == "-" {
                     return Err(self.error("a sequence item where a mapping key was expected"));
                 }
-                let (key, rest) = key_value(&text).ok_or_else(|| self.error(format!("expected `key: value`, got {text:?}")))?;
+                let (key, rest) = key_value(&text)
+                    .ok_or_else(|| self.error(format!("expected `key: value`, got {text:?}")))?;
                 let key = self.key(key)?;
                 self.pos += 1;
                 let value = match strip_comment(rest).trim() {
                     "" => match self.peek() {
                         Some((child, _)) if child > ind => self.node(child)?,
                         // A sequence may sit at its key's indentation.
-                        Some((child, t)) if child == ind && (t.starts_with("- ") || t == "-") => self.sequence(ind)?,
+                        Some((child, t)) if child == ind && (t.starts_with("- ") || t == "-") => {
+                            self.sequence(ind)?
+                        }
                         _ => Value::Null,
                     },
                     "|" => self.literal(ind, true)?,
@@ -686,7 +869,9 @@ mod yaml {
         fn literal(&mut self, key_indent: usize, keep_newline: bool) -> Result<Value, String> {
             let start = self.pos;
             let mut end = start;
-            while end < self.lines.len() && (self.lines[end].trim().is_empty() || indent(&self.lines[end]) > key_indent) {
+            while end < self.lines.len()
+                && (self.lines[end].trim().is_empty() || indent(&self.lines[end]) > key_indent)
+            {
                 end += 1;
             }
             while end > start && self.lines[end - 1].trim().is_empty() {
@@ -720,7 +905,9 @@ mod yaml {
                 _ => {}
             }
             if text.starts_with('"') {
-                return serde_json::from_str::<String>(text).map(Value::String).map_err(|e| self.error(format!("bad string {text}: {e}")));
+                return serde_json::from_str::<String>(text)
+                    .map(Value::String)
+                    .map_err(|e| self.error(format!("bad string {text}: {e}")));
             }
             if let Some(inner) = text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
                 return Ok(Value::String(inner.replace("''", "'")));
@@ -734,11 +921,12 @@ mod yaml {
 
     /// Splits "key: value" / "key:" (keys may be quoted); None if the line is not a mapping entry.
     fn key_value(text: &str) -> Option<(&str, &str)> {
-        let end_of_key = if let Some(quote) = text.chars().next().filter(|c| *c == '"' || *c == '\'') {
-            text[1..].find(quote)? + 2
-        } else {
-            0
-        };
+        let end_of_key =
+            if let Some(quote) = text.chars().next().filter(|c| *c == '"' || *c == '\'') {
+                text[1..].find(quote)? + 2
+            } else {
+                0
+            };
         let colon = text[end_of_key..].find(':')? + end_of_key;
         let rest = &text[colon + 1..];
         if !(rest.is_empty() || rest.starts_with(' ')) {

@@ -9,7 +9,9 @@ use openidconnect::{
     OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
 };
 
-use crate::support::app::{GRAFANA_REDIRECT, GRAFANA_SECRET, MOBILE_REDIRECT, query_param, spawn_app};
+use crate::support::app::{
+    GRAFANA_REDIRECT, GRAFANA_SECRET, MOBILE_REDIRECT, query_param, spawn_app,
+};
 use crate::support::fake_plex::Account;
 
 /// openidconnect's HTTP client, over our reqwest (no redirects, as a relying party must).
@@ -21,7 +23,9 @@ async fn rp_http(
         .build()
         .map_err(std::io::Error::other)?;
     let (parts, body) = request.into_parts();
-    let mut builder = client.request(parts.method, parts.uri.to_string()).body(body);
+    let mut builder = client
+        .request(parts.method, parts.uri.to_string())
+        .body(body);
     for (name, value) in &parts.headers {
         builder = builder.header(name, value);
     }
@@ -37,9 +41,10 @@ async fn rp_http(
 #[tokio::test]
 async fn a_shared_user_signs_in_through_a_strict_relying_party() {
     let t = spawn_app().await;
-    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(t.base.clone()).unwrap(), &rp_http)
-        .await
-        .expect("discovery document accepted");
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(t.base.clone()).unwrap(), &rp_http)
+            .await
+            .expect("discovery document accepted");
     let client = CoreClient::from_provider_metadata(
         metadata,
         ClientId::new("grafana".into()),
@@ -62,8 +67,14 @@ async fn a_shared_user_signs_in_through_a_strict_relying_party() {
 
     assert_eq!(status, 303, "{location}");
     assert!(location.starts_with(GRAFANA_REDIRECT), "{location}");
-    assert_eq!(query_param(&location, "state").as_deref(), Some(csrf.secret().as_str()));
-    assert_eq!(query_param(&location, "iss").as_deref(), Some(t.base.as_str()));
+    assert_eq!(
+        query_param(&location, "state").as_deref(),
+        Some(csrf.secret().as_str())
+    );
+    assert_eq!(
+        query_param(&location, "iss").as_deref(),
+        Some(t.base.as_str())
+    );
     let code = query_param(&location, "code").expect("a code");
     assert!(code.len() >= 22, "at least 128 bits");
 
@@ -76,7 +87,9 @@ async fn a_shared_user_signs_in_through_a_strict_relying_party() {
         .expect("token response accepted");
     let id_token = tokens.id_token().expect("an ID token");
     let verifier = client.id_token_verifier();
-    let claims = id_token.claims(&verifier, &nonce).expect("ID token verifies");
+    let claims = id_token
+        .claims(&verifier, &nonce)
+        .expect("ID token verifies");
     assert_eq!(claims.subject().as_str(), Account::Friend.id().to_string());
     assert_eq!(
         claims.preferred_username().map(|u| u.as_str()),
@@ -99,7 +112,10 @@ async fn a_shared_user_signs_in_through_a_strict_relying_party() {
         .await
         .expect("userinfo accepted");
     assert_eq!(userinfo.subject(), claims.subject());
-    assert_eq!(userinfo.email().map(|e| e.as_str()), Account::Friend.email());
+    assert_eq!(
+        userinfo.email().map(|e| e.as_str()),
+        Account::Friend.email()
+    );
     let _: Option<&CoreGenderClaim> = userinfo.gender();
 }
 
@@ -110,7 +126,12 @@ async fn every_kind_of_member_gets_in_and_an_outsider_does_not() {
         "client_id=grafana&redirect_uri={}&response_type=code&scope=openid+email+profile&state=s1",
         urlencode(GRAFANA_REDIRECT)
     ));
-    for account in [Account::Owner, Account::Friend, Account::HomeMember, Account::Managed] {
+    for account in [
+        Account::Owner,
+        Account::Friend,
+        Account::HomeMember,
+        Account::Managed,
+    ] {
         let (status, location) = t.login_as(account, &url).await;
         assert_eq!(status, 303, "{account:?}: {location}");
         assert!(query_param(&location, "code").is_some(), "{account:?}");
@@ -118,7 +139,10 @@ async fn every_kind_of_member_gets_in_and_an_outsider_does_not() {
     let (status, body) = t.login_as(Account::Outsider, &url).await;
     assert_eq!(status, 200);
     assert!(body.starts_with("state:denied"), "{body}");
-    assert!(body.contains(Account::Outsider.username().unwrap()), "{body}");
+    assert!(
+        body.contains(Account::Outsider.username().unwrap()),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -172,7 +196,10 @@ async fn a_public_client_signs_in_with_pkce_to_a_custom_scheme() {
     ));
     let (status, location) = t.login_as(Account::Owner, &url).await;
     assert_eq!(status, 303);
-    assert!(location.starts_with("app.immich:///oauth-callback?code="), "{location}");
+    assert!(
+        location.starts_with("app.immich:///oauth-callback?code="),
+        "{location}"
+    );
     let code = query_param(&location, "code").unwrap();
     let res = t
         .http

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use crate::oidc_flow::urlencode;
 use crate::support::app::{
-    GRAFANA_REDIRECT, GRAFANA_SECRET, STRICT_REDIRECT, STRICT_SECRET, TestApp, attribute, query_param,
-    spawn_app,
+    GRAFANA_REDIRECT, GRAFANA_SECRET, STRICT_REDIRECT, STRICT_SECRET, TestApp, attribute,
+    query_param, spawn_app,
 };
 use crate::support::fake_plex::Account;
 
@@ -51,7 +51,7 @@ async fn token(
     (status, res.json().await.unwrap(), challenge)
 }
 
-fn exchange<'a>(code: &'a str) -> Vec<(&'a str, &'a str)> {
+fn exchange(code: &str) -> Vec<(&str, &str)> {
     vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -83,7 +83,11 @@ async fn a_replayed_code_fails_and_revokes_what_the_first_use_issued() {
 
     assert_eq!(status, 400);
     assert_eq!(second["error"], "invalid_grant");
-    assert_eq!(userinfo_status(&t, &access).await, 401, "tokens of a replayed code are revoked");
+    assert_eq!(
+        userinfo_status(&t, &access).await,
+        401,
+        "tokens of a replayed code are revoked"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +102,10 @@ async fn a_wrong_pkce_verifier_is_an_invalid_grant() {
         ("code_verifier", wrong.as_str()),
     ];
     let (status, body, _) = token(&t, Some(("strict", STRICT_SECRET)), &form).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 
     let form = [
         ("grant_type", "authorization_code"),
@@ -120,7 +127,10 @@ async fn a_missing_verifier_for_a_pkce_code_is_refused() {
         ("redirect_uri", STRICT_REDIRECT),
     ];
     let (status, body, _) = token(&t, Some(("strict", STRICT_SECRET)), &form).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
@@ -133,7 +143,10 @@ async fn a_different_redirect_uri_at_the_token_endpoint_is_an_invalid_grant() {
         ("redirect_uri", "https://grafana.example.com/other"),
     ];
     let (status, body, _) = token(&t, Some(("grafana", GRAFANA_SECRET)), &form).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
@@ -141,7 +154,10 @@ async fn a_wrong_basic_secret_gets_401_with_a_challenge_and_does_not_burn_the_co
     let t = spawn_app().await;
     let code = grafana_code(&t).await;
     let (status, body, challenge) = token(&t, Some(("grafana", "wrong")), &exchange(&code)).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     assert!(challenge.unwrap().starts_with("Basic"));
 
     // golang/oauth2 retries the same code with client_secret_post after a Basic 401.
@@ -158,7 +174,10 @@ async fn a_wrong_post_secret_gets_invalid_client_without_a_basic_challenge() {
     let mut form = exchange(&code);
     form.extend([("client_id", "grafana"), ("client_secret", "wrong")]);
     let (status, body, challenge) = token(&t, None, &form).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     assert!(challenge.is_none());
 }
 
@@ -169,10 +188,16 @@ async fn a_confidential_client_cannot_skip_its_secret_and_unknown_clients_are_re
     let mut form = exchange(&code);
     form.push(("client_id", "grafana"));
     let (status, body, _) = token(&t, None, &form).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
 
     let (status, body, _) = token(&t, Some(("nobody", "x")), &exchange(&code)).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
 }
 
 #[tokio::test]
@@ -187,7 +212,10 @@ async fn token_requests_that_are_not_forms_or_not_code_grants_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_request");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
 
     let (status, body, _) = token(
         &t,
@@ -195,23 +223,39 @@ async fn token_requests_that_are_not_forms_or_not_code_grants_are_refused() {
         &[("grant_type", "password"), ("username", "a")],
     )
     .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unsupported_grant_type")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
 
     let (status, body, _) = token(
         &t,
         Some(("grafana", GRAFANA_SECRET)),
-        &[("grant_type", "authorization_code"), ("code", "a"), ("code", "b")],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "a"),
+            ("code", "b"),
+        ],
     )
     .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_client_or_unregistered_redirect_uri_gets_a_page_never_a_redirect() {
     let t = spawn_app().await;
     for query in [
-        format!("client_id=nobody&redirect_uri={}&response_type=code&scope=openid", urlencode(GRAFANA_REDIRECT)),
-        format!("client_id=grafana&redirect_uri={}&response_type=code&scope=openid", urlencode("https://evil.example/cb")),
+        format!(
+            "client_id=nobody&redirect_uri={}&response_type=code&scope=openid",
+            urlencode(GRAFANA_REDIRECT)
+        ),
+        format!(
+            "client_id=grafana&redirect_uri={}&response_type=code&scope=openid",
+            urlencode("https://evil.example/cb")
+        ),
         "response_type=code&scope=openid".to_owned(),
     ] {
         let res = t.http.get(t.authorize_url(&query)).send().await.unwrap();
@@ -235,9 +279,15 @@ async fn protocol_errors_are_redirected_with_state_and_issuer() {
     assert_eq!(res.status(), 303);
     let location = res.headers()["location"].to_str().unwrap();
     assert!(location.starts_with(GRAFANA_REDIRECT));
-    assert_eq!(query_param(location, "error").as_deref(), Some("unsupported_response_type"));
+    assert_eq!(
+        query_param(location, "error").as_deref(),
+        Some("unsupported_response_type")
+    );
     assert_eq!(query_param(location, "state").as_deref(), Some("st"));
-    assert_eq!(query_param(location, "iss").as_deref(), Some(t.base.as_str()));
+    assert_eq!(
+        query_param(location, "iss").as_deref(),
+        Some(t.base.as_str())
+    );
 }
 
 #[tokio::test]
@@ -250,7 +300,10 @@ async fn prompt_none_without_a_session_is_login_required() {
     let res = t.http.get(t.authorize_url(&query)).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let location = res.headers()["location"].to_str().unwrap();
-    assert_eq!(query_param(location, "error").as_deref(), Some("login_required"));
+    assert_eq!(
+        query_param(location, "error").as_deref(),
+        Some("login_required")
+    );
 }
 
 #[tokio::test]
@@ -262,7 +315,12 @@ async fn an_oversized_state_gets_a_clean_400_by_get_and_by_post() {
         urlencode(GRAFANA_REDIRECT),
         "a".repeat(60 * 1024)
     );
-    let res = t.http.get(t.authorize_url(&query)).send().await.expect("GET sent");
+    let res = t
+        .http
+        .get(t.authorize_url(&query))
+        .send()
+        .await
+        .expect("GET sent");
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("location").is_none());
 
@@ -298,11 +356,22 @@ async fn discovery_publishes_the_issuer_exactly_and_jwks_matches_the_token_kid()
         .unwrap();
     assert_eq!(doc["issuer"], t.base);
     assert_eq!(doc["token_endpoint"], format!("{}/token", t.base));
-    assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
     assert!(doc.get("pushed_authorization_request_endpoint").is_none());
 
-    let jwks: Value = t.http.get(t.url("/jwks")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = t
+        .http
+        .get(t.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
     let code = grafana_code(&t).await;
     let (_, body, _) = token(&t, Some(("grafana", GRAFANA_SECRET)), &exchange(&code)).await;

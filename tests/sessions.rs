@@ -81,7 +81,10 @@ async fn a_returning_user_goes_straight_back_without_calling_plex() {
     let b = Browser::new(&t);
     let first = b.sign_in(Account::Friend, &grafana(&t, "")).await;
     code_of(&first.location);
-    assert!(b.cookie("plex-oidc-session").is_some(), "a session cookie is set");
+    assert!(
+        b.cookie("plex-oidc-session").is_some(),
+        "a session cookie is set"
+    );
     t.plex.reset_calls();
 
     let again = b.get(&grafana(&t, "&state=second")).await;
@@ -90,7 +93,11 @@ async fn a_returning_user_goes_straight_back_without_calling_plex() {
     let location = again.location.clone().unwrap();
     assert_eq!(query_param(&location, "state").as_deref(), Some("second"));
     code_of(&again.location);
-    assert_eq!(plex_account_calls(&t), 0, "inside the re-check interval nobody asks plex.tv");
+    assert_eq!(
+        plex_account_calls(&t),
+        0,
+        "inside the re-check interval nobody asks plex.tv"
+    );
 }
 
 #[tokio::test]
@@ -101,14 +108,20 @@ async fn a_removed_share_is_denied_at_the_next_recheck() {
     t.plex.remove_share(Account::Friend);
 
     let cached = b.get(&grafana(&t, "")).await;
-    assert_eq!(cached.status, 303, "the cached answer stands inside the interval");
+    assert_eq!(
+        cached.status, 303,
+        "the cached answer stands inside the interval"
+    );
 
     t.clock.advance(Duration::from_secs(6 * 60));
     let rechecked = b.get(&grafana(&t, "")).await;
     assert_eq!(rechecked.status, 200);
     assert_eq!(rechecked.state().as_deref(), Some("denied"));
     assert!(rechecked.body.contains(Account::Friend.username().unwrap()));
-    assert!(b.cookie("plex-oidc-session").is_none(), "the session is ended");
+    assert!(
+        b.cookie("plex-oidc-session").is_none(),
+        "the session is ended"
+    );
 }
 
 #[tokio::test]
@@ -126,7 +139,10 @@ async fn a_plex_outage_keeps_the_last_answer_within_the_grace_and_not_beyond() {
     let beyond = b.get(&grafana(&t, "")).await;
     assert_eq!(beyond.status, 200);
     assert_eq!(beyond.state().as_deref(), Some("unavailable"));
-    assert!(b.cookie("plex-oidc-session").is_some(), "an outage does not end the session");
+    assert!(
+        b.cookie("plex-oidc-session").is_some(),
+        "an outage does not end the session"
+    );
 
     t.plex.set_fault(Fault::None);
     let recovered = b.get(&grafana(&t, "")).await;
@@ -178,7 +194,10 @@ async fn max_age_forces_a_new_sign_in_and_auth_time_stays_the_original() {
     let returning = b.get(&grafana(&t, "&max_age=600")).await;
     let tokens = exchange(&t, &code_of(&returning.location)).await;
     let claims = jwt_claims(tokens["id_token"].as_str().unwrap());
-    assert_eq!(claims["auth_time"], auth_time, "auth_time is the sign-in, not this request");
+    assert_eq!(
+        claims["auth_time"], auth_time,
+        "auth_time is the sign-in, not this request"
+    );
     assert!(claims["iat"].as_u64().unwrap() >= auth_time.as_u64().unwrap() + 120);
     assert!(claims.get("sid").is_some());
 
@@ -215,7 +234,9 @@ async fn a_tampered_or_garbage_session_cookie_just_shows_the_page() {
 }
 
 async fn offline_tokens(t: &TestApp, b: &Browser<'_>) -> Value {
-    let visit = b.sign_in(Account::Friend, &grafana(t, "+offline_access")).await;
+    let visit = b
+        .sign_in(Account::Friend, &grafana(t, "+offline_access"))
+        .await;
     let tokens = exchange(t, &code_of(&visit.location)).await;
     assert!(tokens["refresh_token"].is_string(), "{tokens}");
     tokens
@@ -235,7 +256,10 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
     assert!(second["id_token"].is_string());
 
     let (status, reused) = refresh(&t, &first).await;
-    assert_eq!((status, reused["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, reused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     let (status, after) = refresh(&t, &second_rt).await;
     assert_eq!(
         (status, after["error"].as_str()),
@@ -266,7 +290,10 @@ async fn a_refresh_rechecks_access_and_fails_once_it_is_gone() {
     t.plex.remove_share(Account::Friend);
     t.clock.advance(Duration::from_secs(6 * 60));
     let (status, body) = refresh(&t, next["refresh_token"].as_str().unwrap()).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     assert!(plex_account_calls(&t) > 0, "plex.tv was asked again");
 }
 
@@ -320,7 +347,11 @@ async fn logout_ends_the_session_revokes_refresh_tokens_and_returns_to_a_registe
     let (status, _) = refresh(&t, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 400, "the session's refresh tokens are revoked");
     let page = b.get(&grafana(&t, "")).await;
-    assert_eq!(page.state().as_deref(), Some("ready"), "signed out means the page again");
+    assert_eq!(
+        page.state().as_deref(),
+        Some("ready"),
+        "signed out means the page again"
+    );
 }
 
 #[tokio::test]
@@ -337,7 +368,10 @@ async fn logout_to_an_unregistered_uri_is_a_page_never_a_redirect() {
     assert_eq!(out.status, 400);
     assert!(out.location.is_none());
     assert_eq!(out.state().as_deref(), Some("invalid"));
-    assert!(b.cookie("plex-oidc-session").is_some(), "a refused logout ends nothing");
+    assert!(
+        b.cookie("plex-oidc-session").is_some(),
+        "a refused logout ends nothing"
+    );
 
     let plain = b.get(&t.url("/logout")).await;
     assert_eq!(plain.status, 200);
@@ -353,7 +387,9 @@ async fn logout_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Stri
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -460,7 +496,11 @@ async fn revocation_and_introspection_work_for_the_clients_own_tokens() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(introspect(rt.to_owned()).await["active"], false);
-    assert_eq!(introspect(access.to_owned()).await["active"], false, "the grant's access token too");
+    assert_eq!(
+        introspect(access.to_owned()).await["active"],
+        false,
+        "the grant's access token too"
+    );
 
     let res = t
         .http

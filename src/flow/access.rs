@@ -14,7 +14,9 @@ use crate::plex::{PlexClient, PlexError, PlexToken, server_access};
 pub enum Access {
     /// With the account's current claims.
     Allowed(Identity),
-    Denied { account: String },
+    Denied {
+        account: String,
+    },
     /// plex.tv no longer accepts the token (signed out of the device, password changed).
     TokenRejected,
     Unavailable,
@@ -119,7 +121,11 @@ impl AccessChecker {
                         identity: Some(identity),
                         ..
                     }) => ((*checked_at).max(last_known_allowed_at), identity.clone()),
-                    Some(Record { identity: None, account, .. }) => {
+                    Some(Record {
+                        identity: None,
+                        account,
+                        ..
+                    }) => {
                         return Access::Denied {
                             account: account.clone(),
                         };

@@ -67,8 +67,8 @@ impl LoginFlow {
         let now = self.clock.unix_seconds();
         let session = session_cookie.and_then(|c| self.sessions.open(c, now));
         let had_cookie = session_cookie.is_some();
-        let error = |code: ErrorCode, description: &str, clear_session: bool| {
-            AuthorizeOutcome::Redirect {
+        let error =
+            |code: ErrorCode, description: &str, clear_session: bool| AuthorizeOutcome::Redirect {
                 url: self.provider.error_redirect(
                     &request.redirect_uri,
                     request.state.as_deref(),
@@ -77,8 +77,7 @@ impl LoginFlow {
                 ),
                 session: None,
                 clear_session,
-            }
-        };
+            };
         if request.prompt == Prompt::Login {
             return AuthorizeOutcome::SignIn {
                 clear_session: false,
@@ -87,7 +86,11 @@ impl LoginFlow {
         let Some(mut session) = session else {
             // A cookie that no longer opens (expired, tampered, old key) is removed on the way.
             return if request.prompt == Prompt::None {
-                error(ErrorCode::LoginRequired, "the user must sign in", had_cookie)
+                error(
+                    ErrorCode::LoginRequired,
+                    "the user must sign in",
+                    had_cookie,
+                )
             } else {
                 AuthorizeOutcome::SignIn {
                     clear_session: had_cookie,
@@ -98,7 +101,11 @@ impl LoginFlow {
             && now.saturating_sub(session.auth_time) > max_age
         {
             return if request.prompt == Prompt::None {
-                error(ErrorCode::LoginRequired, "the sign-in is older than max_age", false)
+                error(
+                    ErrorCode::LoginRequired,
+                    "the sign-in is older than max_age",
+                    false,
+                )
             } else {
                 AuthorizeOutcome::SignIn {
                     clear_session: false,
@@ -124,9 +131,12 @@ impl LoginFlow {
                     session_id: Some(session.sid.clone()),
                     upstream: Some(self.sessions.seal_upstream(&session.plex_token)),
                 };
-                let url =
-                    self.provider
-                        .issue_code(request, &session.identity, session.auth_time, context);
+                let url = self.provider.issue_code(
+                    request,
+                    &session.identity,
+                    session.auth_time,
+                    context,
+                );
                 metrics::counter!("plex_oidc_logins_total", "result" => "session").increment(1);
                 tracing::info!(
                     target: "plex_oidc::audit",
@@ -151,7 +161,11 @@ impl LoginFlow {
                     plex_username = %account,
                 );
                 if request.prompt == Prompt::None {
-                    error(ErrorCode::AccessDenied, "the account no longer has access", true)
+                    error(
+                        ErrorCode::AccessDenied,
+                        "the account no longer has access",
+                        true,
+                    )
                 } else {
                     AuthorizeOutcome::Page {
                         state: LoginState::Denied,
@@ -162,7 +176,11 @@ impl LoginFlow {
             }
             Access::TokenRejected => {
                 if request.prompt == Prompt::None {
-                    error(ErrorCode::LoginRequired, "the user must sign in again", true)
+                    error(
+                        ErrorCode::LoginRequired,
+                        "the user must sign in again",
+                        true,
+                    )
                 } else {
                     AuthorizeOutcome::SignIn {
                         clear_session: true,

@@ -89,7 +89,10 @@ pub struct PollResult {
 #[derive(Debug)]
 pub enum FinishOutcome {
     /// Send the browser to the relying party with the code, and start the provider session.
-    Redirect { url: String, session: Option<String> },
+    Redirect {
+        url: String,
+        session: Option<String>,
+    },
     /// Show the page in this state.
     Page(PollResult),
 }
@@ -261,7 +264,9 @@ impl LoginFlow {
             failures: 0,
         };
         if let Some(token) = retry_token {
-            *stage = self.check_approval(&login, token, Some((pin_id, pin_code.clone(), expires_at))).await;
+            *stage = self
+                .check_approval(&login, token, Some((pin_id, pin_code.clone(), expires_at)))
+                .await;
         }
         let base = &self.settings.base_url;
         let popup_forward = format!("{base}/login/popup-done");
@@ -314,7 +319,13 @@ impl LoginFlow {
             let url = self
                 .provider
                 .issue_code(&login.request, identity, *auth_time, context);
-            self.record_outcome(&login, "success", &login.request.client.id, Some(identity), account);
+            self.record_outcome(
+                &login,
+                "success",
+                &login.request.client.id,
+                Some(identity),
+                account,
+            );
             let cookie = self.sessions.seal(&session);
             *stage = Stage::Done;
             return Ok(FinishOutcome::Redirect {
@@ -328,7 +339,9 @@ impl LoginFlow {
     fn find(&self, login_id: &str, binding: &str) -> Result<Arc<PendingLogin>, LoginError> {
         let login = self.pending.get(login_id).ok_or(LoginError::UnknownLogin)?;
         if !bool::from(login.binding.as_bytes().ct_eq(binding.as_bytes())) {
-            tracing::warn!("a sign-in was continued from another browser; refused (possible login CSRF)");
+            tracing::warn!(
+                "a sign-in was continued from another browser; refused (possible login CSRF)"
+            );
             return Err(LoginError::WrongBrowser);
         }
         Ok(login)
@@ -391,7 +404,13 @@ impl LoginFlow {
                 if *failures >= MAX_CHECK_FAILURES {
                     let pin = Some((*pin_id, pin_code.clone(), *expires_at));
                     *stage = Stage::Unavailable { token: None, pin };
-                    self.record_outcome(login, "plex_unavailable", &login.request.client.id, None, "");
+                    self.record_outcome(
+                        login,
+                        "plex_unavailable",
+                        &login.request.client.id,
+                        None,
+                        "",
+                    );
                 }
             }
         }

@@ -109,6 +109,9 @@ mod tests {
         let cookie = other.seal(&session()).unwrap();
         assert!(c.open(&cookie, 0).is_none());
         let upstream = c.seal_upstream(&PlexToken::new("x"));
-        assert!(c.open(&upstream, 0).is_none(), "a token sealed for another purpose is not a session");
+        assert!(
+            c.open(&upstream, 0).is_none(),
+            "a token sealed for another purpose is not a session"
+        );
     }
 }

@@ -47,14 +47,21 @@ pub(crate) fn token_error(res: &mut Response, err: &TokenError) {
 pub(crate) fn userinfo_error(res: &mut Response, err: Option<&UserinfoError>) {
     let (status, challenge) = match err {
         // §3.1: a request without any token gets a bare challenge.
-        None => (StatusCode::UNAUTHORIZED, "Bearer realm=\"plex-oidc\"".to_owned()),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            "Bearer realm=\"plex-oidc\"".to_owned(),
+        ),
         Some(UserinfoError::InvalidToken(d)) => (
             StatusCode::UNAUTHORIZED,
-            format!("Bearer realm=\"plex-oidc\", error=\"invalid_token\", error_description=\"{d}\""),
+            format!(
+                "Bearer realm=\"plex-oidc\", error=\"invalid_token\", error_description=\"{d}\""
+            ),
         ),
         Some(UserinfoError::InvalidRequest(d)) => (
             StatusCode::BAD_REQUEST,
-            format!("Bearer realm=\"plex-oidc\", error=\"invalid_request\", error_description=\"{d}\""),
+            format!(
+                "Bearer realm=\"plex-oidc\", error=\"invalid_request\", error_description=\"{d}\""
+            ),
         ),
     };
     if let Ok(v) = HeaderValue::from_str(&challenge) {

@@ -28,8 +28,8 @@ async fn login_request(req: &mut Request) -> Result<LoginRequest, String> {
         .payload_with_max_size(MAX_BODY_BYTES)
         .await
         .map_err(|_| "the body is too large".to_owned())?;
-    let parsed: LoginRequest =
-        serde_json::from_slice(body).map_err(|_| "the body must be {\"login\": \"<id>\"}".to_owned())?;
+    let parsed: LoginRequest = serde_json::from_slice(body)
+        .map_err(|_| "the body must be {\"login\": \"<id>\"}".to_owned())?;
     if parsed.login.is_empty() || parsed.login.len() > 64 {
         return Err("login must be the id from the page".into());
     }
@@ -154,11 +154,27 @@ pub(crate) async fn finish(req: &mut Request, depot: &mut Depot, res: &mut Respo
 #[handler]
 pub(crate) async fn popup_done(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let Some(app) = app(depot) else { return };
-    render_template(&app, req, depot, res, StatusCode::OK, "popup-done.html", PageView::default());
+    render_template(
+        &app,
+        req,
+        depot,
+        res,
+        StatusCode::OK,
+        "popup-done.html",
+        PageView::default(),
+    );
 }
 
 #[handler]
 pub(crate) async fn popup_wait(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let Some(app) = app(depot) else { return };
-    render_template(&app, req, depot, res, StatusCode::OK, "popup-wait.html", PageView::default());
+    render_template(
+        &app,
+        req,
+        depot,
+        res,
+        StatusCode::OK,
+        "popup-wait.html",
+        PageView::default(),
+    );
 }

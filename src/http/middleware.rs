@@ -55,7 +55,11 @@ impl Common {
         if path.starts_with("/assets/") {
             return "/assets/*";
         }
-        ROUTES.iter().find(|r| **r == path).copied().unwrap_or("unmatched")
+        ROUTES
+            .iter()
+            .find(|r| **r == path)
+            .copied()
+            .unwrap_or("unmatched")
     }
 }
 
@@ -113,8 +117,7 @@ fn incoming_request_id(req: &Request) -> Option<String> {
     let v = req.headers().get("x-request-id")?.to_str().ok()?;
     (!v.is_empty()
         && v.len() <= 64
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
     .then(|| v.to_owned())
 }

@@ -36,7 +36,11 @@ pub struct CookieSettings {
 
 impl CookieSettings {
     /// `__Host-` where the browser allows it (https, path `/`), so a sibling subdomain cannot plant it.
-    pub fn for_issuer(issuer_is_https: bool, max_age: Duration, session_ttl: Duration) -> CookieSettings {
+    pub fn for_issuer(
+        issuer_is_https: bool,
+        max_age: Duration,
+        session_ttl: Duration,
+    ) -> CookieSettings {
         let prefix = if issuer_is_https { "__Host-" } else { "" };
         CookieSettings {
             name: format!("{prefix}plex-oidc-login"),
@@ -96,7 +100,11 @@ pub fn service(state: Arc<AppState>, base_path: &str) -> Service {
         )
         .push(Router::with_path("revoke").post(oidc::revoke))
         .push(Router::with_path("introspect").post(oidc::introspect))
-        .push(Router::with_path("logout").get(oidc::logout).post(oidc::logout))
+        .push(
+            Router::with_path("logout")
+                .get(oidc::logout)
+                .post(oidc::logout),
+        )
         .push(Router::with_path("login/start").post(login::start))
         .push(Router::with_path("login/poll").post(login::poll))
         .push(Router::with_path("login/continue").get(login::finish))

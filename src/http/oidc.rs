@@ -59,7 +59,8 @@ async fn request_params(req: &mut Request) -> Result<Params, String> {
             .map_err(|_| format!("the body must be at most {MAX_BODY_BYTES} bytes"))?;
         Params::from_urlencoded(body).map_err(|e| e.to_string())
     } else {
-        Params::from_urlencoded(req.uri().query().unwrap_or("").as_bytes()).map_err(|e| e.to_string())
+        Params::from_urlencoded(req.uri().query().unwrap_or("").as_bytes())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -86,7 +87,10 @@ pub(crate) async fn authorize(req: &mut Request, depot: &mut Depot, res: &mut Re
     let session_cookie = req
         .cookie(&app.cookie.session_name)
         .map(|c| c.value().to_owned());
-    let outcome = app.flow.authorize(&request, session_cookie.as_deref()).await;
+    let outcome = app
+        .flow
+        .authorize(&request, session_cookie.as_deref())
+        .await;
     match outcome {
         AuthorizeOutcome::Redirect {
             url,
@@ -154,7 +158,12 @@ pub(crate) fn apply_session_cookie(
     clear: bool,
 ) {
     if let Some(value) = session {
-        res.add_cookie(cookie(app, &app.cookie.session_name, value, app.cookie.session_ttl));
+        res.add_cookie(cookie(
+            app,
+            &app.cookie.session_name,
+            value,
+            app.cookie.session_ttl,
+        ));
     } else if clear {
         res.add_cookie(cookie(
             app,
@@ -205,9 +214,7 @@ async fn token_response(
     if !is_form {
         return Err((
             "unknown",
-            TokenError::InvalidRequest(
-                "the body must be application/x-www-form-urlencoded".into(),
-            ),
+            TokenError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()),
         ));
     }
     let authorization = req
@@ -215,12 +222,17 @@ async fn token_response(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = req.payload_with_max_size(MAX_BODY_BYTES).await.map_err(|_| {
-        (
-            "unknown",
-            TokenError::InvalidRequest(format!("the body must be at most {MAX_BODY_BYTES} bytes")),
-        )
-    })?;
+    let body = req
+        .payload_with_max_size(MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            (
+                "unknown",
+                TokenError::InvalidRequest(format!(
+                    "the body must be at most {MAX_BODY_BYTES} bytes"
+                )),
+            )
+        })?;
     let form = Params::from_urlencoded(body).map_err(|e| ("unknown", param_error_to_token(e)))?;
     let grant_type = match form.get("grant_type") {
         Ok(Some("authorization_code")) => "authorization_code",
@@ -380,13 +392,18 @@ pub(crate) async fn userinfo(req: &mut Request, depot: &mut Depot, res: &mut Res
                     }
                 },
                 Err(e) => {
-                    return userinfo_error(res, Some(&UserinfoError::InvalidRequest(e.to_string())));
+                    return userinfo_error(
+                        res,
+                        Some(&UserinfoError::InvalidRequest(e.to_string())),
+                    );
                 }
             },
             Err(_) => {
                 return userinfo_error(
                     res,
-                    Some(&UserinfoError::InvalidRequest("the body is too large".into())),
+                    Some(&UserinfoError::InvalidRequest(
+                        "the body is too large".into(),
+                    )),
                 );
             }
         }

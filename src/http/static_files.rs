@@ -17,9 +17,7 @@ pub(crate) async fn asset(req: &mut Request, depot: &mut Depot, res: &mut Respon
         res.status_code(StatusCode::NOT_FOUND);
         return;
     };
-    let versioned = req
-        .query::<String>("v")
-        .is_some_and(|v| v == file.version);
+    let versioned = req.query::<String>("v").is_some_and(|v| v == file.version);
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -101,7 +101,10 @@ impl AuthorizationRequest {
             Some(other) => {
                 return Err(fail(
                     ErrorCode::UnsupportedResponseType,
-                    format!("response_type \"{}\" is not supported; use \"code\"", clip(other)),
+                    format!(
+                        "response_type \"{}\" is not supported; use \"code\"",
+                        clip(other)
+                    ),
                 ));
             }
             None => {
@@ -116,7 +119,10 @@ impl AuthorizationRequest {
             Some(other) => {
                 return Err(fail(
                     ErrorCode::InvalidRequest,
-                    format!("response_mode \"{}\" is not supported; use \"query\"", clip(other)),
+                    format!(
+                        "response_mode \"{}\" is not supported; use \"query\"",
+                        clip(other)
+                    ),
                 ));
             }
         }
@@ -244,7 +250,10 @@ mod tests {
                 id: "grafana".into(),
                 name: None,
                 secret: ClientSecret::plain("s"),
-                redirect_uris: vec!["https://g.example/cb".into(), "https://g.example/cb2?x=1".into()],
+                redirect_uris: vec![
+                    "https://g.example/cb".into(),
+                    "https://g.example/cb2?x=1".into(),
+                ],
                 require_pkce: false,
                 access_token_ttl: Duration::from_secs(3600),
                 id_token_ttl: Duration::from_secs(3600),
@@ -286,11 +295,15 @@ mod tests {
     #[test]
     fn unknown_clients_and_unregistered_uris_are_never_redirected_to() {
         assert!(matches!(
-            parse("client_id=nope&redirect_uri=https%3A%2F%2Fevil.example&response_type=code&scope=openid"),
+            parse(
+                "client_id=nope&redirect_uri=https%3A%2F%2Fevil.example&response_type=code&scope=openid"
+            ),
             Err(AuthorizeError::UnknownClient(_))
         ));
         assert!(matches!(
-            parse("client_id=grafana&redirect_uri=https%3A%2F%2Fevil.example&response_type=code&scope=openid"),
+            parse(
+                "client_id=grafana&redirect_uri=https%3A%2F%2Fevil.example&response_type=code&scope=openid"
+            ),
             Err(AuthorizeError::UnregisteredRedirectUri { .. })
         ));
         assert!(matches!(
@@ -301,7 +314,9 @@ mod tests {
 
     #[test]
     fn protocol_errors_go_back_with_the_state() {
-        let Err(AuthorizeError::Redirect { code, state, .. }) = parse(&OK.replace("scope=openid+email", "scope=email")) else {
+        let Err(AuthorizeError::Redirect { code, state, .. }) =
+            parse(&OK.replace("scope=openid+email", "scope=email"))
+        else {
             panic!("expected a redirect error");
         };
         assert_eq!(code, ErrorCode::InvalidScope);
@@ -311,9 +326,21 @@ mod tests {
     #[test]
     fn plain_pkce_is_refused_and_public_clients_need_pkce() {
         let e = parse(&format!("{OK}&code_challenge=abc")).unwrap_err();
-        assert!(matches!(e, AuthorizeError::Redirect { code: ErrorCode::InvalidRequest, .. }));
+        assert!(matches!(
+            e,
+            AuthorizeError::Redirect {
+                code: ErrorCode::InvalidRequest,
+                ..
+            }
+        ));
         let e = parse("client_id=mobile&response_type=code&scope=openid").unwrap_err();
-        assert!(matches!(e, AuthorizeError::Redirect { code: ErrorCode::InvalidRequest, .. }));
+        assert!(matches!(
+            e,
+            AuthorizeError::Redirect {
+                code: ErrorCode::InvalidRequest,
+                ..
+            }
+        ));
         let ok = parse(&format!(
             "client_id=mobile&response_type=code&scope=openid&code_challenge={}&code_challenge_method=S256",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
@@ -324,24 +351,48 @@ mod tests {
     #[test]
     fn request_objects_get_their_own_error_codes() {
         let e = parse(&format!("{OK}&request=eyJ")).unwrap_err();
-        assert!(matches!(e, AuthorizeError::Redirect { code: ErrorCode::RequestNotSupported, .. }));
+        assert!(matches!(
+            e,
+            AuthorizeError::Redirect {
+                code: ErrorCode::RequestNotSupported,
+                ..
+            }
+        ));
         let e = parse(&format!("{OK}&request_uri=https%3A%2F%2Fx")).unwrap_err();
-        assert!(matches!(e, AuthorizeError::Redirect { code: ErrorCode::RequestUriNotSupported, .. }));
+        assert!(matches!(
+            e,
+            AuthorizeError::Redirect {
+                code: ErrorCode::RequestUriNotSupported,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn prompt_and_max_age_are_understood_and_unknown_parameters_ignored() {
-        let r = parse(&format!("{OK}&prompt=login&max_age=60&login_hint=bob&foo=bar")).unwrap();
+        let r = parse(&format!(
+            "{OK}&prompt=login&max_age=60&login_hint=bob&foo=bar"
+        ))
+        .unwrap();
         assert_eq!(r.prompt, Prompt::Login);
         assert_eq!(r.max_age, Some(60));
         let e = parse(&format!("{OK}&prompt=none+login")).unwrap_err();
-        assert!(matches!(e, AuthorizeError::Redirect { code: ErrorCode::InvalidRequest, .. }));
+        assert!(matches!(
+            e,
+            AuthorizeError::Redirect {
+                code: ErrorCode::InvalidRequest,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn the_redirect_keeps_the_registered_uri_and_its_query() {
         assert_eq!(
-            redirect_with("https://g.example/cb2?x=1", &[("code", "a b"), ("state", "s")]),
+            redirect_with(
+                "https://g.example/cb2?x=1",
+                &[("code", "a b"), ("state", "s")]
+            ),
             "https://g.example/cb2?x=1&code=a+b&state=s"
         );
         assert_eq!(

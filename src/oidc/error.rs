@@ -59,7 +59,10 @@ pub enum AuthorizeError {
     #[error("redirect_uri is missing and client \"{0}\" has more than one registered")]
     MissingRedirectUri(String),
     #[error("redirect_uri \"{redirect_uri}\" is not registered for client \"{client_id}\"")]
-    UnregisteredRedirectUri { client_id: String, redirect_uri: String },
+    UnregisteredRedirectUri {
+        client_id: String,
+        redirect_uri: String,
+    },
     #[error("{0}")]
     MalformedRequest(String),
     /// Sent back to the client's verified redirect URI.

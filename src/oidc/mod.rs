@@ -20,7 +20,8 @@ pub use error::{AuthorizeError, ErrorCode, TokenError, UserinfoError};
 pub use identity::Identity;
 pub use params::{ParamError, Params};
 pub use provider::{
-    GrantContext, IdTokenHint, Provider, ProviderSettings, RefreshGrant, RefreshPayload, TokenResponse,
+    GrantContext, IdTokenHint, Provider, ProviderSettings, RefreshGrant, RefreshPayload,
+    TokenResponse,
 };
 pub use scope::Scopes;
 pub use token::ClientCredentials;

@@ -329,7 +329,11 @@ impl Provider {
         let now = self.clock.unix_seconds();
         let entry = match self.codes.get(code) {
             Some(entry) if entry.expires_at > now => entry,
-            _ => return Err(TokenError::InvalidGrant("the code is invalid or expired".into())),
+            _ => {
+                return Err(TokenError::InvalidGrant(
+                    "the code is invalid or expired".into(),
+                ));
+            }
         };
         if entry.client_id != client.id {
             return Err(TokenError::InvalidGrant(
@@ -435,8 +439,14 @@ impl Provider {
         form: &Params,
     ) -> Result<RefreshGrant, TokenError> {
         let invalid_request = |e: super::ParamError| TokenError::InvalidRequest(e.to_string());
-        form.check_unique(&["grant_type", "refresh_token", "scope", "client_id", "client_secret"])
-            .map_err(invalid_request)?;
+        form.check_unique(&[
+            "grant_type",
+            "refresh_token",
+            "scope",
+            "client_id",
+            "client_secret",
+        ])
+        .map_err(invalid_request)?;
         let client = self.authenticate(credentials)?;
         let token = form
             .get("refresh_token")
@@ -624,7 +634,8 @@ impl Provider {
 
     /// Userinfo (OIDC Core §5.3): the same claims as the ID token, for the token's scopes.
     pub fn userinfo(&self, access_token: &str) -> Result<Map<String, Value>, UserinfoError> {
-        let invalid = || UserinfoError::InvalidToken("the access token is invalid or expired".into());
+        let invalid =
+            || UserinfoError::InvalidToken("the access token is invalid or expired".into());
         let body = self.open_access_token(access_token).ok_or_else(invalid)?;
         if self.registry.get(&body.c).is_none() {
             return Err(invalid());
@@ -713,10 +724,7 @@ impl Provider {
         Some(IdTokenHint {
             client_id: claims.get("aud")?.as_str()?.to_owned(),
             subject: claims.get("sub")?.as_str()?.to_owned(),
-            session_id: claims
-                .get("sid")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            session_id: claims.get("sid").and_then(Value::as_str).map(str::to_owned),
         })
     }
 
@@ -757,7 +765,6 @@ impl Provider {
 /// RFC 7636 §4.1: 43 to 128 characters of `[A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~"`.
 fn is_valid_verifier(v: &str) -> bool {
     (43..=128).contains(&v.len())
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }

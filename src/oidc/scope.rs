@@ -12,7 +12,8 @@ pub struct Scopes {
 }
 
 impl Scopes {
-    pub const SUPPORTED: [&'static str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
+    pub const SUPPORTED: [&'static str; 5] =
+        ["openid", "profile", "email", "groups", "offline_access"];
 
     pub fn parse(space_separated: &str) -> Scopes {
         let mut s = Scopes::default();

@@ -92,7 +92,8 @@ impl ClientCredentials {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// RFC 6749 §2.3.1 form-encodes id and secret before base64; clients that skip that step (Authlib) still
@@ -130,7 +131,8 @@ mod tests {
 
     #[test]
     fn post_and_none_are_told_apart() {
-        let c = ClientCredentials::from_request(None, &form("client_id=a&client_secret=b")).unwrap();
+        let c =
+            ClientCredentials::from_request(None, &form("client_id=a&client_secret=b")).unwrap();
         assert_eq!(c.method, AuthMethod::Post);
         let c = ClientCredentials::from_request(None, &form("client_id=a")).unwrap();
         assert_eq!(c.method, AuthMethod::None);
@@ -139,13 +141,15 @@ mod tests {
     #[test]
     fn two_methods_at_once_are_refused() {
         let header = format!("Basic {}", STANDARD.encode("a:b"));
-        let e = ClientCredentials::from_request(Some(&header), &form("client_secret=b")).unwrap_err();
+        let e =
+            ClientCredentials::from_request(Some(&header), &form("client_secret=b")).unwrap_err();
         assert!(matches!(e, TokenError::InvalidRequest(_)));
     }
 
     #[test]
     fn debug_hides_the_secret() {
-        let c = ClientCredentials::from_request(None, &form("client_id=a&client_secret=topsecret")).unwrap();
+        let c = ClientCredentials::from_request(None, &form("client_id=a&client_secret=topsecret"))
+            .unwrap();
         assert!(!format!("{c:?}").contains("topsecret"));
     }
 }

@@ -54,10 +54,21 @@ pub struct Family {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Entry {
-    Put { family: Family },
-    Rotate { id: String, generation: u64, expires_at: u64 },
-    Remove { id: String },
-    RevokeGrant { id: String, until: u64 },
+    Put {
+        family: Family,
+    },
+    Rotate {
+        id: String,
+        generation: u64,
+        expires_at: u64,
+    },
+    Remove {
+        id: String,
+    },
+    RevokeGrant {
+        id: String,
+        until: u64,
+    },
 }
 
 /// What happened to a presented refresh-token generation.
@@ -111,15 +122,21 @@ impl Store {
             let mut out = create_private(&tmp).map_err(io_err)?;
             let mut buf = Vec::new();
             for family in state.families.values() {
-                write_entry(&mut buf, &Entry::Put {
-                    family: family.clone(),
-                });
+                write_entry(
+                    &mut buf,
+                    &Entry::Put {
+                        family: family.clone(),
+                    },
+                );
             }
             for (id, until) in &state.revoked_grants {
-                write_entry(&mut buf, &Entry::RevokeGrant {
-                    id: id.clone(),
-                    until: *until,
-                });
+                write_entry(
+                    &mut buf,
+                    &Entry::RevokeGrant {
+                        id: id.clone(),
+                        until: *until,
+                    },
+                );
             }
             out.write_all(&buf).map_err(io_err)?;
             out.sync_all().map_err(io_err)?;
@@ -171,7 +188,12 @@ impl Store {
 
     /// Moves family `id` from `generation` to the next one, atomically: of two concurrent uses of the
     /// same token, one rotates and the other is reuse.
-    pub fn rotate(&self, id: &str, generation: u64, expires_at: u64) -> Result<Rotation, StoreError> {
+    pub fn rotate(
+        &self,
+        id: &str,
+        generation: u64,
+        expires_at: u64,
+    ) -> Result<Rotation, StoreError> {
         let mut state = self.lock();
         let Some(family) = state.families.get(id).cloned() else {
             return Ok(Rotation::Unknown);
@@ -356,7 +378,8 @@ mod tests {
     use super::*;
 
     fn dir(label: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("plex-oidc-store-{label}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("plex-oidc-store-{label}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
@@ -379,7 +402,9 @@ mod tests {
         let s = Store::open(&d, 0, false).unwrap();
         s.put(family("a", Some("s1"))).unwrap();
         s.put(family("b", None)).unwrap();
-        assert!(matches!(s.rotate("a", 0, 20_000).unwrap(), Rotation::Rotated(f) if f.generation == 1));
+        assert!(
+            matches!(s.rotate("a", 0, 20_000).unwrap(), Rotation::Rotated(f) if f.generation == 1)
+        );
         s.remove("b").unwrap();
         s.revoke_grant("g", 5_000).unwrap();
         drop(s);
@@ -398,7 +423,10 @@ mod tests {
         let s = Store::open(&d, 0, false).unwrap();
         s.put(family("a", None)).unwrap();
         s.rotate("a", 0, 10_000).unwrap();
-        assert!(matches!(s.rotate("a", 0, 10_000).unwrap(), Rotation::Reused(_)));
+        assert!(matches!(
+            s.rotate("a", 0, 10_000).unwrap(),
+            Rotation::Reused(_)
+        ));
         assert_eq!(s.rotate("a", 1, 10_000).unwrap(), Rotation::Unknown);
     }
 

@@ -196,11 +196,13 @@ impl TestApp {
     }
 
     pub async fn start(&self, page: &PageLogin) -> (u16, Value) {
-        self.api("/login/start", page, json!({ "login": page.login_id })).await
+        self.api("/login/start", page, json!({ "login": page.login_id }))
+            .await
     }
 
     pub async fn poll(&self, page: &PageLogin) -> (u16, Value) {
-        self.api("/login/poll", page, json!({ "login": page.login_id })).await
+        self.api("/login/poll", page, json!({ "login": page.login_id }))
+            .await
     }
 
     /// GET the continue URL as the browser would; returns status and Location (or the body).
@@ -226,7 +228,10 @@ impl TestApp {
         let (status, started) = self.start(&page).await;
         assert_eq!(status, 200, "start: {started}");
         let pin_code = pin_code_of(started["popup_url"].as_str().unwrap());
-        assert!(self.plex.approve(&pin_code, account), "fake Plex knows the PIN");
+        assert!(
+            self.plex.approve(&pin_code, account),
+            "fake Plex knows the PIN"
+        );
         let (_, polled) = self.poll(&page).await;
         match polled["state"].as_str() {
             Some("approved") => self.finish(&page).await,

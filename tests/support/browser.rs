@@ -110,7 +110,10 @@ impl<'a> Browser<'a> {
             .await
             .unwrap();
         self.keep_cookies(&res);
-        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
     }
 
     /// The sign-in page dance as `account`, from an authorize URL to the final redirect.
