@@ -21,6 +21,9 @@ if ! command -v nix-instantiate > /dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nix-bin > /dev/null
 fi
 export NIX_CONFIG="experimental-features = nix-command flakes"
+# PyYAML reads the manifests; mypy type-checks the VM test script like the NixOS test driver does.
+python3 -c 'import yaml' 2> /dev/null || python3 -m pip install -q pyyaml > /dev/null 2>&1 || true
+python3 -m mypy --version > /dev/null 2>&1 || python3 -m pip install -q mypy > /dev/null 2>&1 || true
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -79,6 +82,16 @@ vm_test_script_compiles() (
   python3 -m py_compile "$work/vm-test.py"
 )
 check "the VM test's Python test script compiles" vm_test_script_compiles
+
+vm_test_script_type_checks() {
+  cat nix/tests/vm_test_prelude.py "$work/vm-test.py" > "$work/vm-test-typed.py"
+  python3 -m mypy --no-implicit-optional --pretty --no-color-output "$work/vm-test-typed.py"
+}
+if python3 -m mypy --version > /dev/null 2>&1 && [ -s "$work/vm-test.py" ]; then
+  check "mypy accepts the VM test script, as the NixOS test driver requires" vm_test_script_type_checks
+else
+  skip "mypy on the VM test script" "mypy not installed (pip install mypy)"
+fi
 
 service_unit() {
   nix-instantiate --eval --strict --json nix/tests/service-unit.nix > "$work/service-unit.json"
@@ -182,17 +195,17 @@ fi
 deploy_files_parse() {
   python3 - << 'EOF'
 import glob, json, tomllib, yaml
-tomllib.load(open("deploy/fly.toml", "rb"))
-for path in sorted(glob.glob("deploy/kubernetes/*.yaml")):
+tomllib.load(open("examples/deploy/fly.toml", "rb"))
+for path in sorted(glob.glob("examples/deploy/kubernetes/*.yaml")):
     list(yaml.safe_load_all(open(path)))
-json.load(open("deploy/config.json"))
-json.load(open("deploy/grafana/plex-oidc.json"))
+json.load(open("examples/deploy/config.json"))
+json.load(open("examples/deploy/grafana/plex-oidc.json"))
 EOF
 }
-check "deploy/ files parse with real TOML, YAML and JSON parsers" deploy_files_parse
+check "examples/deploy/ files parse with real TOML, YAML and JSON parsers" deploy_files_parse
 
 if command -v kubectl > /dev/null; then
-  check "kubectl kustomize builds deploy/kubernetes" kubectl kustomize deploy/kubernetes
+  check "kubectl kustomize builds examples/deploy/kubernetes" kubectl kustomize examples/deploy/kubernetes
 else
   skip "kubectl kustomize" "kubectl not installed"
 fi

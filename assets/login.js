@@ -7,6 +7,9 @@
   const loginId = body.dataset.login || '';
   const mode = body.dataset.mode || 'auto';
   const note = document.getElementById('note');
+  // The service may live under a path prefix; this script is served from <base>/assets/.
+  const base = document.currentScript ? new URL('..', document.currentScript.src) : new URL('/', location.href);
+  const endpoint = (path) => new URL(path, base).href;
   const IN_PROGRESS = ['waiting', 'checking', 'redirecting'];
   const STATES = ['ready', 'denied', 'unavailable', 'expired', 'invalid', ...IN_PROGRESS];
 
@@ -64,8 +67,8 @@
 
   // Resolves to the JSON answer ({state, ...}); 429 answers carry `throttled`. Rejects on
   // network errors and on 5xx without a JSON body (a proxy's error page), which are retried.
-  async function api(path, payload) {
-    const res = await fetch(path, {
+  async function api(url, payload) {
+    const res = await fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
       body: JSON.stringify(payload),
@@ -120,7 +123,7 @@
       for (let attempt = 0; ; attempt++) {
         let data;
         try {
-          data = await api('/login/start', payload);
+          data = await api(endpoint('login/start'), payload);
         } catch {
           if (gen !== generation) return;
           setNote('reconnecting');
@@ -186,7 +189,7 @@
   // browsers treat window.open as unsolicited and block it.
   function openPopup() {
     if (!start && !starting) begin(false);
-    const url = start ? start.popup_url : '/login/popup-wait';
+    const url = start ? start.popup_url : endpoint('login/popup-wait');
     const popup = window.open(url, 'plex-oidc-login', popupFeatures());
     if (!popup) {
       setNote('blocked');
@@ -257,7 +260,7 @@
     const interval = clampDelay(start && start.poll_interval_ms, 1000);
     let data;
     try {
-      data = await api('/login/poll', { login: loginId });
+      data = await api(endpoint('login/poll'), { login: loginId });
     } catch {
       if (gen !== generation || !polling) return;
       failures++;
@@ -274,6 +277,7 @@
     }
     const next = clampDelay(data.retry_after_ms, interval);
     switch (data.state) {
+      case 'ready': // no Plex PIN yet on the server's side: nothing to do but wait
       case 'waiting':
         schedule(next);
         break;
@@ -324,8 +328,12 @@
     reopen: withLogin(openPopup),
     'same-window': withLogin(toRedirect),
     restart: withLogin(restart),
+    // An expired login cannot be restarted from here; the server may name where a new one begins
+    // (after a full-page redirect this URL is /login/continue, which would only say "expired" again).
     reload() {
-      location.reload();
+      const again = body.dataset.restart;
+      if (again && sameOrigin(again)) location.assign(again);
+      else location.reload();
     },
   };
 

@@ -53,7 +53,7 @@ let
   dashboards = pkgs.linkFarm "plex-oidc-grafana-dashboards" [
     {
       name = "plex-oidc.json";
-      path = ../deploy/grafana/plex-oidc.json;
+      path = ../examples/deploy/grafana/plex-oidc.json;
     }
   ];
 

@@ -22,9 +22,9 @@ rustPlatform.buildRustPackage {
       ../assets
       ../examples
       # tests/deploy_files.rs reads these.
-      ../deploy/config.json
-      ../deploy/fly.toml
-      ../deploy/kubernetes
+      ../examples/deploy/config.json
+      ../examples/deploy/fly.toml
+      ../examples/deploy/kubernetes
       (lib.fileset.maybeMissing ../benches)
       (lib.fileset.difference ../tests (lib.fileset.maybeMissing ../tests/browser))
     ];

@@ -209,7 +209,7 @@ impl Assets {
     /// Bytes of the page as first loaded: the HTML template plus the files it references.
     pub fn page_weight(&self) -> usize {
         let html = self.templates.get("login.html").map_or(0, String::len);
-        ["login.css", "theme.css", "login.js", "favicon.svg"]
+        ["login.css", "theme.css", "custom.css", "login.js", "favicon.svg"]
             .iter()
             .filter_map(|p| self.files.get(*p))
             .map(|a| a.body.len())

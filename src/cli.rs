@@ -34,7 +34,7 @@ pub enum Command {
     ///
     /// The configuration is checked first; if it has errors they are all printed and the process exits
     /// with status 2 without starting anything.
-    Serve(ConfigArgs),
+    Serve(ServeArgs),
     /// Check a configuration file and exit.
     ///
     /// Prints "config OK" (and any warnings on stderr) with status 0, or every error as
@@ -57,6 +57,17 @@ pub struct ConfigArgs {
     /// The configuration file (JSON).
     #[arg(short, long, value_name = "FILE", env = CONFIG_ENV)]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Start even if the refresh-token store (state_dir/grants.jsonl) has damaged lines, dropping them.
+    ///
+    /// Without it a damaged store stops the start with the line number, so no token is lost silently.
+    #[arg(long)]
+    pub discard_corrupt_store: bool,
 }
 
 #[derive(Debug, Args)]

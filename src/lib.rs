@@ -12,6 +12,7 @@ pub mod config;
 pub mod flow;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod oidc;
 pub mod plex;
 pub mod random;

@@ -13,7 +13,7 @@ const MAX_WORKER_THREADS: usize = 4;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Serve(args) => serve(&args.config),
+        Command::Serve(args) => serve(&args.config.config, args.discard_corrupt_store),
         Command::Check(args) => cli::check(
             &args.config,
             &mut std::io::stdout().lock(),
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn serve(path: &Path) -> u8 {
+fn serve(path: &Path, discard_corrupt_store: bool) -> u8 {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(errors) => {
@@ -67,7 +67,7 @@ fn serve(path: &Path) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    match runtime.block_on(plex_oidc::startup::serve(config)) {
+    match runtime.block_on(plex_oidc::startup::serve(config, discard_corrupt_store)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("plex-oidc: {}", cli::error_chain(&e));

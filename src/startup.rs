@@ -282,8 +282,12 @@ impl Application {
 }
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn serve(config: Config) -> Result<(), StartupError> {
-    let app = Application::build(config, Dependencies::default()).await?;
+pub async fn serve(config: Config, discard_corrupt_store: bool) -> Result<(), StartupError> {
+    let deps = Dependencies {
+        discard_corrupt_store,
+        ..Dependencies::default()
+    };
+    let app = Application::build(config, deps).await?;
     let handle = app.handle.clone();
     let metrics_handle = app.metrics_handle.clone();
     tokio::spawn(async move {

@@ -1,4 +1,4 @@
-//! The deployment files under deploy/ (fly.toml, the Kubernetes manifests, the shared config.json) parse,
+//! The deployment files under examples/deploy/ (fly.toml, the Kubernetes manifests, the shared config.json) parse,
 //! agree with each other, and name the port, probe paths and environment variable the code uses.
 //!
 //! There is no TOML or YAML crate in the dependency tree, so this module carries two small parsers for
@@ -28,19 +28,19 @@ fn read(relative: &str) -> String {
 }
 
 fn deploy_config() -> Value {
-    serde_json::from_str(&read("deploy/config.json")).expect("deploy/config.json is JSON")
+    serde_json::from_str(&read("examples/deploy/config.json")).expect("examples/deploy/config.json is JSON")
 }
 
 fn fly() -> Value {
-    toml::parse(&read("deploy/fly.toml")).unwrap_or_else(|e| panic!("deploy/fly.toml: {e}"))
+    toml::parse(&read("examples/deploy/fly.toml")).unwrap_or_else(|e| panic!("examples/deploy/fly.toml: {e}"))
 }
 
-/// Every document of every manifest listed in deploy/kubernetes/kustomization.yaml, by kind.
+/// Every document of every manifest listed in examples/deploy/kubernetes/kustomization.yaml, by kind.
 fn kubernetes() -> BTreeMap<String, Value> {
-    let kustomization = single_document("deploy/kubernetes/kustomization.yaml");
+    let kustomization = single_document("examples/deploy/kubernetes/kustomization.yaml");
     let mut by_kind = BTreeMap::new();
     for resource in strings(&kustomization["resources"]) {
-        let relative = format!("deploy/kubernetes/{resource}");
+        let relative = format!("examples/deploy/kubernetes/{resource}");
         for document in yaml::parse(&read(&relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
         {
             let kind = document["kind"]
@@ -275,7 +275,7 @@ fn the_shared_deploy_config_passes_plex_oidc_check() {
     assert_eq!(port_of(text(&config["listen"])), HTTP_PORT);
     assert_eq!(config["state_dir"], STATE_DIR);
     let (ok, output) = check_with_stand_in_secrets("config", &config);
-    assert!(ok, "plex-oidc check rejected deploy/config.json:\n{output}");
+    assert!(ok, "plex-oidc check rejected examples/deploy/config.json:\n{output}");
 }
 
 #[test]
@@ -315,7 +315,7 @@ fn fly_points_the_config_env_at_the_shipped_config_json() {
         .find(|f| f["guest_path"] == config_path)
         .unwrap_or_else(|| panic!("no [[files]] entry writes {config_path}"));
     let local: Value =
-        serde_json::from_str(&read(&format!("deploy/{}", text(&shipped["local_path"]))))
+        serde_json::from_str(&read(&format!("examples/deploy/{}", text(&shipped["local_path"]))))
             .expect("the shipped config is JSON");
     assert_eq!(local, deploy_config(), "fly ships a different config.json");
 }
@@ -348,12 +348,12 @@ fn fly_keeps_state_on_a_volume_and_scrapes_the_metrics_listener() {
 #[test]
 fn kustomization_lists_every_manifest_in_the_directory() {
     let listed: BTreeSet<String> =
-        strings(&single_document("deploy/kubernetes/kustomization.yaml")["resources"])
+        strings(&single_document("examples/deploy/kubernetes/kustomization.yaml")["resources"])
             .into_iter()
             .map(str::to_owned)
             .collect();
-    let present: BTreeSet<String> = std::fs::read_dir(root().join("deploy/kubernetes"))
-        .expect("deploy/kubernetes exists")
+    let present: BTreeSet<String> = std::fs::read_dir(root().join("examples/deploy/kubernetes"))
+        .expect("examples/deploy/kubernetes exists")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
         .collect();
@@ -439,7 +439,7 @@ fn kubernetes_reads_the_configmap_through_plex_oidc_config() {
     assert_eq!(
         config,
         deploy_config(),
-        "the ConfigMap and deploy/config.json differ"
+        "the ConfigMap and examples/deploy/config.json differ"
     );
     assert_eq!(strings(&container["args"]), ["serve"]);
 }

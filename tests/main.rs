@@ -7,3 +7,8 @@ mod protocol_errors;
 mod plex_client;
 mod deploy_files;
 mod sessions;
+mod faults;
+mod negative_inputs;
+mod load;
+mod properties;
+mod browser;

@@ -100,6 +100,11 @@ pkgs.testers.runNixOSTest {
         # The bodies hold only URL-safe ids, so single quotes are safe around them.
         return json.loads(curl(f"-H 'Content-Type: application/json' -d '{json.dumps(body)}' '{url}'"))
 
+    def find(pattern, text):
+        match = re.search(pattern, text)
+        assert match, f"{pattern!r} not in {text!r}"
+        return match.group(1)
+
     def jwt_claims(token):
         payload = token.split(".")[1]
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -141,7 +146,7 @@ pkgs.testers.runNixOSTest {
             "nonce": "nonce-456",
         })
         page = curl(f"'{discovery['authorization_endpoint']}?{query}'")
-        login = re.search(r'data-login(?:-id)?="([^"]+)"', page).group(1)
+        login = find(r'data-login(?:-id)?="([^"]+)"', page)
 
         start = post_json(f"{BASE}/login/start", {"login": login})
         fragment = start["popup_url"].split("#?", 1)[1]
@@ -161,7 +166,7 @@ pkgs.testers.runNixOSTest {
         continue_url = urllib.parse.urljoin(BASE + "/", poll["continue_url"])
         headers = curl(f"-o /dev/null -D - '{continue_url}'")
         assert re.match(r"HTTP/[0-9.]+ 303", headers), headers
-        location = re.search(r"(?im)^location: *(\S+)", headers).group(1)
+        location = find(r"(?im)^location: *(\S+)", headers)
         assert location.startswith(REDIRECT + "?"), location
         params = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)
         assert params["state"] == ["state-123"], params
@@ -187,7 +192,9 @@ pkgs.testers.runNixOSTest {
         assert "plex_oidc_plex_request_duration_seconds" in curl("http://127.0.0.1:9090/metrics")
 
     with subtest("the signing key survives a restart"):
-        kids = lambda: sorted(k["kid"] for k in json.loads(curl(discovery["jwks_uri"]))["keys"])
+        def kids():
+            return sorted(k["kid"] for k in json.loads(curl(discovery["jwks_uri"]))["keys"])
+
         before = kids()
         machine.systemctl("restart plex-oidc.service")
         machine.wait_for_open_port(8080)

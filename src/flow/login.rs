@@ -11,6 +11,7 @@ use super::access::{Access, AccessChecker};
 use super::session::{Session, SessionCodec};
 use crate::backchannel::BackchannelNotifier;
 use crate::clock::Clock;
+use crate::metrics::{FailureReason, LiveSessions, login_failure};
 use crate::oidc::{AuthorizationRequest, GrantContext, Identity, Provider};
 use crate::plex::{PinId, PlexClient, PlexError, PlexToken};
 use crate::random::Random;
@@ -18,6 +19,10 @@ use crate::random::Random;
 /// Consecutive failed PIN checks after which the page says "Plex is unavailable" instead of waiting on.
 const MAX_CHECK_FAILURES: u32 = 5;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Sessions the live-sessions gauge tracks before it saturates (about 100 bytes each).
+const LIVE_SESSIONS_CAPACITY: usize = 10_000;
+/// A waiting sign-in counts as abandoned this long after its PIN expired with nobody polling.
+const ABANDON_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct LoginSettings {
@@ -101,6 +106,8 @@ pub enum FinishOutcome {
 #[derive(Debug, Clone)]
 pub struct LoginSummary {
     pub client_name: String,
+    /// The authorization request again, for "start again" once this login expired.
+    pub restart_url: String,
 }
 
 enum Stage {
@@ -133,6 +140,9 @@ enum Stage {
 struct PendingLogin {
     binding: String,
     request: AuthorizationRequest,
+    restart_url: String,
+    /// The popup's landing page may ask for one immediate PIN check (see [`LoginFlow::nudge`]).
+    nudged: std::sync::atomic::AtomicBool,
     created_at: SystemTime,
     started: Instant,
     stage: Mutex<Stage>,
@@ -148,6 +158,7 @@ pub struct LoginFlow {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) random: Arc<dyn Random>,
     pending: Cache<String, Arc<PendingLogin>>,
+    pub(super) live_sessions: LiveSessions,
 }
 
 /// What the flow is built from.
@@ -175,6 +186,7 @@ impl LoginFlow {
             clock: parts.clock,
             random: parts.random,
             pending,
+            live_sessions: LiveSessions::new(LIVE_SESSIONS_CAPACITY),
         }
     }
 
@@ -187,12 +199,62 @@ impl LoginFlow {
         self.pending.len()
     }
 
+    /// Provider sessions started or seen by this process that have neither expired nor ended.
+    pub fn live_sessions(&self) -> usize {
+        self.live_sessions.count(self.clock.unix_seconds())
+    }
+
+    /// Scrape-time bookkeeping. A sign-in whose page was left before any outcome (nobody polls, so no
+    /// expiry is ever noticed) is counted once as `abandoned` after its deadline, and ends as expired
+    /// (kept, so a returning page can still offer to start again). Returns the sign-ins in progress.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now();
+        let mut in_progress = 0;
+        for (_, login) in self.pending.iter() {
+            // Locked: a request is working on it right now, so it is in progress.
+            let Ok(mut stage) = login.stage.try_lock() else {
+                in_progress += 1;
+                continue;
+            };
+            let past_lifetime = self.expired(&login, now);
+            let abandoned = match &*stage {
+                Stage::Ready if past_lifetime => Some(FailureReason::NotStarted),
+                // The grace leaves a page that still polls the time to notice the expiry itself.
+                Stage::Waiting { expires_at, .. }
+                    if *expires_at + ABANDON_GRACE <= now || past_lifetime =>
+                {
+                    Some(FailureReason::NotApproved)
+                }
+                Stage::Approved { .. } if past_lifetime => Some(FailureReason::NotContinued),
+                Stage::Ready | Stage::Waiting { .. } | Stage::Approved { .. } => {
+                    in_progress += 1;
+                    None
+                }
+                // A retry after an outage may still succeed.
+                Stage::Unavailable { .. } if !past_lifetime => {
+                    in_progress += 1;
+                    None
+                }
+                Stage::Unavailable { .. } | Stage::Denied { .. } | Stage::Expired | Stage::Done => {
+                    None
+                }
+            };
+            if let Some(reason) = abandoned {
+                *stage = Stage::Expired;
+                self.record_outcome(&login, Outcome::Abandoned(reason), None, "");
+            }
+        }
+        in_progress
+    }
+
     /// Records a validated request, bound to the browser's `binding` cookie value; returns the login id.
-    pub fn begin(&self, request: AuthorizationRequest, binding: &str) -> String {
+    pub fn begin(&self, request: AuthorizationRequest, binding: &str, restart_url: String) -> String {
         let id = self.random.token(16);
         let login = PendingLogin {
             binding: binding.to_owned(),
             request,
+            restart_url,
+            nudged: std::sync::atomic::AtomicBool::new(false),
             created_at: self.clock.now(),
             started: Instant::now(),
             stage: Mutex::new(Stage::Ready),
@@ -205,6 +267,7 @@ impl LoginFlow {
         let login = self.find(login_id, binding)?;
         Ok(LoginSummary {
             client_name: login.request.client.display_name().to_owned(),
+            restart_url: login.restart_url.clone(),
         })
     }
 
@@ -236,14 +299,21 @@ impl LoginFlow {
             Some(pin) => pin,
             None => {
                 if self.expired(&login, now) {
+                    if matches!(*stage, Stage::Ready | Stage::Waiting { .. }) {
+                        let outcome = Outcome::Expired(FailureReason::LoginExpired);
+                        self.record_outcome(&login, outcome, None, "");
+                    }
                     *stage = Stage::Expired;
                     return Err(LoginError::UnknownLogin);
                 }
-                let pin = self
-                    .plex
-                    .create_pin()
-                    .await
-                    .map_err(LoginError::PlexUnavailable)?;
+                let pin = match self.plex.create_pin().await {
+                    Ok(pin) => pin,
+                    Err(e) => {
+                        let outcome = Outcome::PlexUnavailable(plex_failure(&e));
+                        self.record_outcome(&login, outcome, None, "");
+                        return Err(LoginError::PlexUnavailable(e));
+                    }
+                };
                 let expires_at = pin
                     .expires_at
                     .unwrap_or(now + Duration::from_secs(900))
@@ -269,7 +339,7 @@ impl LoginFlow {
                 .await;
         }
         let base = &self.settings.base_url;
-        let popup_forward = format!("{base}/login/popup-done");
+        let popup_forward = format!("{base}/login/popup-done?login={login_id}");
         let redirect_forward = format!("{base}/login/continue?login={login_id}");
         Ok(StartResult {
             popup_url: self.plex.auth_app_url(&pin_code, Some(&popup_forward)),
@@ -288,6 +358,22 @@ impl LoginFlow {
         let mut stage = login.stage.lock().await;
         self.advance(&login, &mut stage, false).await;
         Ok(self.describe(login_id, &stage))
+    }
+
+    /// The Plex popup just landed on our page, so the PIN was approved a moment ago: check it now rather
+    /// than at the next tick, once per login (so this cannot be used to hammer plex.tv).
+    pub async fn nudge(&self, login_id: &str, binding: &str) {
+        let Ok(login) = self.find(login_id, binding) else {
+            return;
+        };
+        if login
+            .nudged
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let mut stage = login.stage.lock().await;
+        self.advance(&login, &mut stage, true).await;
     }
 
     /// Where the browser lands after Plex (redirect mode) or after an approved poll: issues the code.
@@ -319,14 +405,12 @@ impl LoginFlow {
             let url = self
                 .provider
                 .issue_code(&login.request, identity, *auth_time, context);
-            self.record_outcome(
-                &login,
-                "success",
-                &login.request.client.id,
-                Some(identity),
-                account,
-            );
+            self.record_outcome(&login, Outcome::Success, Some(identity), account);
             let cookie = self.sessions.seal(&session);
+            if cookie.is_some() {
+                self.live_sessions
+                    .seen(&session.sid, session.expires_at, self.clock.unix_seconds());
+            }
             *stage = Stage::Done;
             return Ok(FinishOutcome::Redirect {
                 url,
@@ -342,6 +426,7 @@ impl LoginFlow {
             tracing::warn!(
                 "a sign-in was continued from another browser; refused (possible login CSRF)"
             );
+            login_failure(FailureReason::WrongBrowser);
             return Err(LoginError::WrongBrowser);
         }
         Ok(login)
@@ -367,7 +452,7 @@ impl LoginFlow {
         };
         if *expires_at <= now {
             *stage = Stage::Expired;
-            self.record_outcome(login, "expired", &login.request.client.id, None, "");
+            self.record_outcome(login, Outcome::Expired(FailureReason::PinExpired), None, "");
             return;
         }
         if !force && *next_check > now {
@@ -386,7 +471,7 @@ impl LoginFlow {
             },
             Err(PlexError::PinNotFound) => {
                 *stage = Stage::Expired;
-                self.record_outcome(login, "expired", &login.request.client.id, None, "");
+                self.record_outcome(login, Outcome::Expired(FailureReason::PinNotFound), None, "");
             }
             Err(e) => {
                 *failures += 1;
@@ -404,13 +489,7 @@ impl LoginFlow {
                 if *failures >= MAX_CHECK_FAILURES {
                     let pin = Some((*pin_id, pin_code.clone(), *expires_at));
                     *stage = Stage::Unavailable { token: None, pin };
-                    self.record_outcome(
-                        login,
-                        "plex_unavailable",
-                        &login.request.client.id,
-                        None,
-                        "",
-                    );
+                    self.record_outcome(login, Outcome::PlexUnavailable(plex_failure(&e)), None, "");
                 }
             }
         }
@@ -424,7 +503,6 @@ impl LoginFlow {
         token: PlexToken,
         pin: Option<(PinId, String, SystemTime)>,
     ) -> Stage {
-        let client_id = &login.request.client.id;
         match self.access.fetch(&token).await {
             Ok(Access::Allowed(identity)) => {
                 let account = identity
@@ -439,17 +517,22 @@ impl LoginFlow {
                 }
             }
             Ok(Access::Denied { account }) => {
-                self.record_outcome(login, "denied", client_id, None, &account);
+                self.record_outcome(login, Outcome::Denied, None, &account);
                 Stage::Denied { account }
             }
             // The token plex.tv just handed out is refused: start over rather than call it an outage.
             Ok(Access::TokenRejected) => {
-                self.record_outcome(login, "error", client_id, None, "");
+                let outcome = Outcome::Error(FailureReason::TokenRejected);
+                self.record_outcome(login, outcome, None, "");
                 Stage::Expired
             }
-            Ok(Access::Unavailable) | Err(_) => {
+            unavailable @ (Ok(Access::Unavailable) | Err(_)) => {
                 tracing::warn!("checking Plex access failed");
-                self.record_outcome(login, "plex_unavailable", client_id, None, "");
+                let reason = match &unavailable {
+                    Err(e) => plex_failure(e),
+                    Ok(_) => FailureReason::PlexUnreachable,
+                };
+                self.record_outcome(login, Outcome::PlexUnavailable(reason), None, "");
                 Stage::Unavailable {
                     token: Some(token),
                     pin,
@@ -493,27 +576,120 @@ impl LoginFlow {
         }
     }
 
-    /// One audit event and the login metrics per outcome. Never a token or code.
+    /// One audit event and the login metrics per outcome. Never a token, code or PIN.
     fn record_outcome(
         &self,
         login: &PendingLogin,
-        result: &'static str,
-        client_id: &str,
+        outcome: Outcome,
         identity: Option<&Identity>,
         account: &str,
     ) {
         let elapsed = login.started.elapsed();
-        metrics::counter!("plex_oidc_logins_total", "result" => result).increment(1);
-        metrics::histogram!("plex_oidc_login_duration_seconds", "result" => result)
+        let result = outcome.result();
+        let reason = outcome.reason();
+        metrics::counter!(crate::metrics::LOGINS_TOTAL, "result" => result).increment(1);
+        metrics::histogram!(crate::metrics::LOGIN_DURATION, "result" => result)
             .record(elapsed.as_secs_f64());
+        if let Some(reason) = reason {
+            login_failure(reason);
+        }
         tracing::info!(
             target: "plex_oidc::audit",
             event = "login",
             result,
-            client_id,
-            plex_user_id = identity.map(|i| i.subject.as_str()).unwrap_or(""),
+            reason = reason.map_or("", FailureReason::as_str),
+            client_id = %login.request.client.id,
+            plex_user_id = identity.map_or("", |i| i.subject.as_str()),
             plex_username = account,
-            duration_ms = elapsed.as_millis() as u64,
+            duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        );
+    }
+}
+
+/// How a sign-in ended: the `result` label, and for failures the finer `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    Denied,
+    PlexUnavailable(FailureReason),
+    Expired(FailureReason),
+    /// The page was left before any outcome; counted once its deadline has passed.
+    Abandoned(FailureReason),
+    Error(FailureReason),
+}
+
+impl Outcome {
+    fn result(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::PlexUnavailable(_) => "plex_unavailable",
+            Outcome::Expired(_) => "expired",
+            Outcome::Abandoned(_) => "abandoned",
+            Outcome::Error(_) => "error",
+        }
+    }
+
+    fn reason(self) -> Option<FailureReason> {
+        match self {
+            Outcome::Success => None,
+            Outcome::Denied => Some(FailureReason::NoServerAccess),
+            Outcome::PlexUnavailable(r)
+            | Outcome::Expired(r)
+            | Outcome::Abandoned(r)
+            | Outcome::Error(r) => Some(r),
+        }
+    }
+}
+
+/// The failure reason for a plex.tv error. `Unavailable` carries only a message, so its kind is read
+/// from the prefixes the plex adapter writes ("plex.tv answered 502", "timed out: ...").
+fn plex_failure(e: &PlexError) -> FailureReason {
+    match e {
+        PlexError::RateLimited { .. } => FailureReason::PlexRateLimited,
+        PlexError::Unavailable(m) if m == "plex.tv answered 408" => FailureReason::PlexTimeout,
+        PlexError::Unavailable(m) if m.starts_with("plex.tv answered") => FailureReason::Plex5xx,
+        PlexError::Unavailable(m) if m.starts_with("timed out") || m.starts_with("no answer") => {
+            FailureReason::PlexTimeout
+        }
+        PlexError::Unavailable(_) => FailureReason::PlexUnreachable,
+        PlexError::PinNotFound => FailureReason::PinNotFound,
+        PlexError::Unauthorized => FailureReason::TokenRejected,
+        PlexError::UnexpectedResponse(_) | PlexError::Client(_) => FailureReason::PlexUnexpected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unsuccessful_outcome_names_a_reason_and_success_none() {
+        assert_eq!(Outcome::Success.reason(), None);
+        assert_eq!(Outcome::Denied.reason(), Some(FailureReason::NoServerAccess));
+        let reason = FailureReason::NotApproved;
+        assert_eq!(Outcome::Abandoned(reason).result(), "abandoned");
+        assert_eq!(Outcome::Abandoned(reason).reason(), Some(reason));
+    }
+
+    #[test]
+    fn plex_errors_map_to_bounded_failure_reasons() {
+        let unavailable = |m: &str| plex_failure(&PlexError::Unavailable(m.into()));
+        assert_eq!(unavailable("plex.tv answered 502"), FailureReason::Plex5xx);
+        assert_eq!(unavailable("plex.tv answered 408"), FailureReason::PlexTimeout);
+        assert_eq!(unavailable("timed out: operation timed out"), FailureReason::PlexTimeout);
+        assert_eq!(
+            unavailable("no answer within the request timeout"),
+            FailureReason::PlexTimeout
+        );
+        assert_eq!(unavailable("cannot connect: refused"), FailureReason::PlexUnreachable);
+        assert_eq!(
+            plex_failure(&PlexError::RateLimited { retry_after: None }),
+            FailureReason::PlexRateLimited
+        );
+        assert_eq!(
+            plex_failure(&PlexError::UnexpectedResponse("xml".into())),
+            FailureReason::PlexUnexpected
         );
     }
 }

@@ -122,13 +122,16 @@ pub(crate) async fn finish(req: &mut Request, depot: &mut Depot, res: &mut Respo
             redirect(res, &url);
         }
         Ok((FinishOutcome::Page(p), summary)) => {
-            let client_name = summary.map(|s| s.client_name).unwrap_or_default();
+            let (client_name, restart_url) = summary
+                .map(|s| (s.client_name, s.restart_url))
+                .unwrap_or_default();
             let view = PageView {
                 state: p.state.as_str(),
                 login_id: &login_id,
                 client_name: &client_name,
                 account: p.account.as_deref().unwrap_or(""),
-                detail: "",
+                restart_url: &restart_url,
+                ..Default::default()
             };
             render_page(&app, req, depot, res, StatusCode::OK, view);
         }
@@ -154,6 +157,13 @@ pub(crate) async fn finish(req: &mut Request, depot: &mut Depot, res: &mut Respo
 #[handler]
 pub(crate) async fn popup_done(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let Some(app) = app(depot) else { return };
+    let login_id: String = req.query("login").unwrap_or_default();
+    if let Some(binding) = binding_cookie(&app, req)
+        && !login_id.is_empty()
+        && login_id.len() <= 64
+    {
+        app.flow.nudge(&login_id, &binding).await;
+    }
     render_template(
         &app,
         req,

@@ -105,31 +105,48 @@ pub(crate) async fn authorize(req: &mut Request, depot: &mut Depot, res: &mut Re
             account,
             clear_session,
         } => {
+            // A pending login too, so "use another Plex account" / "try again" can start one.
             apply_session_cookie(&app, res, None, clear_session);
-            let client_name = request.client.display_name().to_owned();
-            let view = PageView {
-                state: state.as_str(),
-                client_name: &client_name,
-                account: account.as_deref().unwrap_or(""),
-                ..Default::default()
-            };
-            render_page(&app, req, depot, res, StatusCode::OK, view);
+            let account = account.unwrap_or_default();
+            show_sign_in(&app, req, depot, res, request, &params, state.as_str(), &account);
         }
         AuthorizeOutcome::SignIn { clear_session } => {
             apply_session_cookie(&app, res, None, clear_session);
-            let binding = binding_cookie(&app, req).unwrap_or_else(|| SystemRandom.token(24));
-            let client_name = request.client.display_name().to_owned();
-            let login_id = app.flow.begin(request, &binding);
-            set_binding_cookie(&app, res, &binding);
-            let view = PageView {
-                state: "ready",
-                login_id: &login_id,
-                client_name: &client_name,
-                ..Default::default()
-            };
-            render_page(&app, req, depot, res, StatusCode::OK, view);
+            show_sign_in(&app, req, depot, res, request, &params, "ready", "");
         }
     }
+}
+
+/// Starts a pending login bound to this browser and shows the page in `state`.
+#[allow(clippy::too_many_arguments)]
+fn show_sign_in(
+    app: &super::AppState,
+    req: &Request,
+    depot: &Depot,
+    res: &mut Response,
+    request: crate::oidc::AuthorizationRequest,
+    params: &Params,
+    state: &str,
+    account: &str,
+) {
+    let binding = binding_cookie(app, req).unwrap_or_else(|| SystemRandom.token(24));
+    let client_name = request.client.display_name().to_owned();
+    let restart_url = format!(
+        "{}?{}",
+        app.flow.provider().endpoints().authorization,
+        params.to_query()
+    );
+    let login_id = app.flow.begin(request, &binding, restart_url.clone());
+    set_binding_cookie(app, res, &binding);
+    let view = PageView {
+        state,
+        login_id: &login_id,
+        client_name: &client_name,
+        account,
+        restart_url: &restart_url,
+        ..Default::default()
+    };
+    render_page(app, req, depot, res, StatusCode::OK, view);
 }
 
 fn cookie(

@@ -23,6 +23,8 @@ pub(crate) struct PageView<'a> {
     pub client_name: &'a str,
     pub account: &'a str,
     pub detail: &'a str,
+    /// Where "start again" goes once the login expired (the original authorization request).
+    pub restart_url: &'a str,
 }
 
 pub(crate) fn language(app: &AppState, req: &Request) -> String {
@@ -56,6 +58,7 @@ pub(crate) fn render_template(
         ("client_name", view.client_name),
         ("account", view.account),
         ("detail", view.detail),
+        ("restart_url", view.restart_url),
         ("request_id", request_id.as_str()),
     ];
     match app.assets.render(template, &lang, &vars) {

@@ -61,6 +61,13 @@ impl Params {
         Ok(found.filter(|v| !v.is_empty()))
     }
 
+    /// The parameters again as a query string (to repeat a request).
+    pub fn to_query(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .finish()
+    }
+
     /// Checks several names at once, so a duplicate anywhere is reported before any value is used.
     pub fn check_unique(&self, names: &[&str]) -> Result<(), ParamError> {
         names.iter().try_for_each(|n| self.get(n).map(|_| ()))

@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 const ASSETS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../assets');
 const read = (rel) => fs.readFileSync(path.join(ASSETS, rel), 'utf8');
 const PAGES = ['login.html', 'popup-wait.html', 'popup-done.html'];
-// The variables the server fills in (see the lead's template contract).
-const VARIABLES = ['lang', 'title', 'product', 'server_name', 'client_name', 'state', 'login_id', 'login_mode', 'account', 'detail', 'request_id', 'logo_url'];
+// The variables the server fills in; restart_url is optional (an unknown variable renders empty).
+const VARIABLES = ['lang', 'title', 'product', 'server_name', 'client_name', 'state', 'login_id', 'login_mode', 'account', 'detail', 'request_id', 'logo_url', 'restart_url'];
 const languages = fs.readdirSync(path.join(ASSETS, 'i18n')).filter((f) => f.endsWith('.json'));
 const strings = Object.fromEntries(languages.map((f) => [f, JSON.parse(read(`i18n/${f}`))]));
 const placeholders = (text) => [...text.matchAll(/\{\{([^}]*)\}\}/g)].map((m) => m[1]);
