@@ -59,17 +59,14 @@ impl Assets {
         let mut raw: Vec<(String, Vec<u8>)> = Vec::new();
         collect(&EMBEDDED, &mut raw);
         if let Some(dir) = theme_dir {
-            for (path, body) in raw.iter_mut() {
-                let candidate = dir.join(&*path);
-                match std::fs::read(&candidate) {
-                    Ok(bytes) => *body = bytes,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(AssetError::Io {
-                            path: candidate,
-                            source,
-                        });
-                    }
+            // Same relative path: replaces the embedded file; anything else (a logo, a font, a new
+            // language) is added.
+            let mut themed = Vec::new();
+            collect_dir(dir, dir, 0, &mut themed)?;
+            for (path, bytes) in themed {
+                match raw.iter_mut().find(|(p, _)| *p == path) {
+                    Some((_, body)) => *body = bytes,
+                    None => raw.push((path, bytes)),
                 }
             }
         }
@@ -209,13 +206,67 @@ impl Assets {
     /// Bytes of the page as first loaded: the HTML template plus the files it references.
     pub fn page_weight(&self) -> usize {
         let html = self.templates.get("login.html").map_or(0, String::len);
-        ["login.css", "theme.css", "custom.css", "login.js", "favicon.svg"]
-            .iter()
-            .filter_map(|p| self.files.get(*p))
-            .map(|a| a.body.len())
-            .sum::<usize>()
+        [
+            "login.css",
+            "theme.css",
+            "custom.css",
+            "login.js",
+            "favicon.svg",
+        ]
+        .iter()
+        .filter_map(|p| self.files.get(*p))
+        .map(|a| a.body.len())
+        .sum::<usize>()
             + html
     }
+}
+
+/// Bounds on what a theme directory may hold: it is read whole into memory at start.
+const MAX_THEME_FILES: usize = 256;
+const MAX_THEME_FILE_BYTES: u64 = 4 * 1024 * 1024;
+const MAX_THEME_DEPTH: usize = 4;
+
+fn collect_dir(
+    root: &Path,
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> Result<(), AssetError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AssetError::Io { path, source }
+    };
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        let meta = entry.metadata().map_err(io(&path))?;
+        if meta.is_dir() {
+            if depth < MAX_THEME_DEPTH {
+                collect_dir(root, &path, depth + 1, out)?;
+            }
+            continue;
+        }
+        if !meta.is_file() {
+            continue;
+        }
+        let relative = path
+            .strip_prefix(root)
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        if relative.is_empty() || relative.split('/').any(|c| c.starts_with('.')) {
+            continue;
+        }
+        if out.len() >= MAX_THEME_FILES || meta.len() > MAX_THEME_FILE_BYTES {
+            return Err(AssetError::Invalid {
+                path: relative,
+                reason: format!(
+                    "theme.dir may hold at most {MAX_THEME_FILES} files of at most {MAX_THEME_FILE_BYTES} bytes"
+                ),
+            });
+        }
+        out.push((relative, std::fs::read(&path).map_err(io(&path))?));
+    }
+    Ok(())
 }
 
 fn collect(dir: &Dir<'_>, out: &mut Vec<(String, Vec<u8>)>) {

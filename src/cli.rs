@@ -40,6 +40,11 @@ pub enum Command {
     /// Prints "config OK" (and any warnings on stderr) with status 0, or every error as
     /// `JSON-path: message`, one per line, with status 2.
     Check(ConfigArgs),
+    /// Serve every state of the sign-in page with sample data, for restyling (no Plex needed).
+    ///
+    /// Uses the config's theme (theme.dir, title, logo, colours); open the printed URL and edit the files
+    /// in theme.dir, then reload (the files are read at start: restart preview to see changes).
+    Preview(PreviewArgs),
     /// Print the JSON Schema of the configuration file.
     ///
     /// Point an editor at it (or at schema/config.schema.json) for completion and inline errors.
@@ -57,6 +62,15 @@ pub struct ConfigArgs {
     /// The configuration file (JSON).
     #[arg(short, long, value_name = "FILE", env = CONFIG_ENV)]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address to serve the preview on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

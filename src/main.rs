@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         ),
+        Command::Preview(args) => preview(&args.config.config, args.listen),
         Command::Schema => cli::schema(&mut std::io::stdout().lock()),
         Command::HashSecret(args) => {
             let stdin = std::io::stdin();
@@ -42,6 +43,34 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+fn preview(path: &Path, listen: std::net::SocketAddr) -> u8 {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            cli::report_config_errors(path, &errors, &mut std::io::stderr().lock());
+            return EXIT_CONFIG;
+        }
+    };
+    plex_oidc::telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("plex-oidc: cannot start the async runtime: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    match runtime.block_on(plex_oidc::startup::preview(config, listen)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("plex-oidc: {}", cli::error_chain(&e));
+            EXIT_FAILURE
+        }
+    }
 }
 
 fn serve(path: &Path, discard_corrupt_store: bool) -> u8 {

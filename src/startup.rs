@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::server::ServerHandle;
 use salvo::{Router, Server, Service};
@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientAuth, Config};
 use crate::backchannel::BackchannelNotifier;
 use crate::flow::{AccessChecker, FlowParts, LoginFlow, LoginSettings, SessionCodec};
-use crate::http::{AppState, CookieSettings, PageSettings};
+use crate::http::{AppState, CookieSettings, PageSettings, Pages};
 use crate::keys::{KeyError, KeySet};
 use crate::oidc::{Client, ClientRegistry, ClientSecret, Provider, ProviderSettings};
 use crate::plex::{PlexClient, PlexClientSettings, PlexError};
@@ -106,6 +106,9 @@ impl Application {
         if generated {
             tracing::info!(kid = keys.signer().kid(), "generated a new signing key");
         }
+        let readiness = crate::telemetry::Readiness {
+            keys_usable: keys_usable(&keys),
+        };
         let sealer = Arc::new(Sealer::load_or_generate(&config.state_dir)?);
         let store = Arc::new(Store::open(
             &config.state_dir,
@@ -187,42 +190,22 @@ impl Application {
             clock: deps.clock.clone(),
             random: deps.random.clone(),
         }));
-        let assets = Assets::load(
-            config.theme.dir.as_deref(),
-            &ThemeValues {
-                accent: config.theme.accent.clone(),
-                background: config.theme.background.clone(),
-            },
-            &base_path,
-        )?;
-        let logo_url = match config.theme.logo.as_deref() {
-            None | Some("") => String::new(),
-            Some(l) if l.starts_with("https://") || l.starts_with("http://") || l.starts_with("data:") => {
-                l.to_owned()
-            }
-            Some(path) => assets.asset_url(path.trim_start_matches('/')),
-        };
-        let product = config.plex.product.clone();
-        let page = PageSettings {
-            title: config.theme.title.clone().unwrap_or_else(|| product.clone()),
-            server_name: config
-                .plex
-                .server_name
-                .clone()
-                .unwrap_or_else(|| product.clone()),
-            product,
-            login_mode: config.plex.login_mode.as_str(),
-            logo_url,
-        };
+        let pages = load_pages(&config, &base_path)?;
         let prometheus = prometheus_handle();
         let render: Arc<dyn Fn() -> String + Send + Sync> = {
-            let handle = prometheus.clone();
-            Arc::new(move || handle.render())
+            let flow = flow.clone();
+            Arc::new(move || {
+                let gauges = crate::metrics::ScrapeGauges {
+                    pending_logins: flow.sweep(),
+                    live_sessions: flow.live_sessions(),
+                    refresh_grants: flow.provider().store().family_count(),
+                };
+                crate::metrics::render(&prometheus, &gauges)
+            })
         };
         let state = Arc::new(AppState {
             flow,
-            assets: Arc::new(assets),
-            page,
+            pages: Arc::new(pages),
             cookie: CookieSettings::for_issuer(
                 config.issuer.starts_with("https://"),
                 LOGIN_TTL,
@@ -231,9 +214,9 @@ impl Application {
             state_dir: config.state_dir.clone(),
             metrics: config.metrics.listen.is_none().then(|| render.clone()),
         });
-        metrics::gauge!("plex_oidc_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        metrics::gauge!(crate::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
-        let service = crate::http::service(state, &base_path);
+        let service = crate::http::service(state, &base_path).hoop(InjectReadiness(readiness));
         let (addr, handle, task) = spawn_server(config.listen, service).await?;
         let (metrics_addr, metrics_handle) = match config.metrics.listen {
             Some(listen) => {
@@ -279,6 +262,52 @@ impl Application {
     pub async fn wait(self) {
         let _ = self.task.await;
     }
+}
+
+/// The page files (embedded, then `theme.dir`) and the values every page shows.
+pub fn load_pages(config: &Config, base_path: &str) -> Result<Pages, AssetError> {
+    let assets = Assets::load(
+        config.theme.dir.as_deref(),
+        &ThemeValues {
+            accent: config.theme.accent.clone(),
+            background: config.theme.background.clone(),
+        },
+        base_path,
+    )?;
+    let logo_url = match config.theme.logo.as_deref() {
+        None | Some("") => String::new(),
+        Some(l) if l.starts_with("https://") || l.starts_with("http://") || l.starts_with("data:") => {
+            l.to_owned()
+        }
+        Some(path) => assets.asset_url(path.trim_start_matches('/')),
+    };
+    let product = config.plex.product.clone();
+    let settings = PageSettings {
+        title: config.theme.title.clone().unwrap_or_else(|| product.clone()),
+        server_name: config
+            .plex
+            .server_name
+            .clone()
+            .unwrap_or_else(|| product.clone()),
+        product,
+        login_mode: config.plex.login_mode.as_str(),
+        logo_url,
+    };
+    Ok(Pages { assets, settings })
+}
+
+/// `plex-oidc preview`: serves every page state with sample data until interrupted. Needs no Plex, keys
+/// or state directory.
+pub async fn preview(config: Config, listen: SocketAddr) -> Result<(), StartupError> {
+    let pages = Arc::new(load_pages(&config, "")?);
+    let (addr, handle, task) = spawn_server(listen, crate::http::preview_service(pages)).await?;
+    println!("plex-oidc preview: http://{addr}/ (every page state; Ctrl-C to stop)");
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        handle.stop_graceful(Some(Duration::from_secs(1)));
+    });
+    let _ = task.await;
+    Ok(())
 }
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
@@ -367,47 +396,41 @@ impl salvo::Handler for MetricsOnly {
     }
 }
 
-/// One recorder per process (tests start many servers in one process; a second install would fail).
+/// One recorder per process; the plex adapter describes its own metrics (again harmlessly per server).
 fn prometheus_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                // Token work is sub-millisecond; logins take seconds (a person approves in Plex).
-                .set_buckets_for_metric(
-                    Matcher::Full("plex_oidc_token_duration_seconds".into()),
-                    &[0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0],
-                )
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("plex_oidc_login_duration_seconds".into()),
-                        &[1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0],
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("plex_oidc_plex_request_duration_seconds".into()),
-                        &[0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0],
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("plex_oidc_http_request_duration_seconds".into()),
-                        &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
-                    )
-                });
-            let builder = match builder {
-                Ok(b) => b,
-                Err(_) => PrometheusBuilder::new(),
-            };
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder was installed first (an embedding program's); then ours
-            // still renders what it records, just not the facade's global metrics.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
+    let handle = crate::metrics::install();
+    crate::plex::describe_metrics();
+    handle
+}
+
+/// A signature that verifies proves the key works before `/readyz` says so.
+fn keys_usable(keys: &KeySet) -> bool {
+    let probe = serde_json::json!({ "purpose": "readiness" });
+    let usable = keys
+        .signer()
+        .sign_jwt(&probe)
+        .and_then(|jwt| keys.verify_jwt(&jwt))
+        .is_ok();
+    if !usable {
+        tracing::error!("the signing key cannot make a signature that verifies; not ready");
+    }
+    usable
+}
+
+/// Puts what startup learnt about readiness into every request's depot, for `/readyz`.
+struct InjectReadiness(crate::telemetry::Readiness);
+
+#[salvo::async_trait]
+impl salvo::Handler for InjectReadiness {
+    async fn handle(
+        &self,
+        _req: &mut salvo::Request,
+        depot: &mut salvo::Depot,
+        _res: &mut salvo::Response,
+        _ctrl: &mut salvo::FlowCtrl,
+    ) {
+        depot.insert_typed(self.0);
+    }
 }
 
 fn ensure_state_dir(dir: &Path) -> Result<(), StartupError> {

@@ -1,6 +1,17 @@
-//! Logging setup: one tracing subscriber for the process, text for people or JSON for collectors.
+//! Logging setup: one tracing subscriber for the process, text for people or JSON for collectors; and
+//! the facts the readiness probe reports that only startup can establish.
+//!
+//! Every HTTP request runs in a `request` span carrying `request_id` and `route`, so each line logged
+//! while serving it names the request (JSON: under `span`). Sign-in outcomes and issued tokens are
+//! logged as audit events with target `plex_oidc::audit`: `RUST_LOG=warn,plex_oidc::audit=info` keeps
+//! only those.
 
+use std::io::IsTerminal as _;
+
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -13,19 +24,44 @@ pub fn init(settings: &LogSettings) {
         std::env::var("RUST_LOG").ok().as_deref(),
         settings.level.as_deref(),
     );
-    // Logs go to stderr so stdout stays free for command output.
+    // Logs go to stderr so stdout stays free for command output; colours only for a person at a
+    // terminal, never into journald or a log file.
+    let ansi = std::io::stderr().is_terminal();
+    let _already_installed =
+        subscriber(filter, settings.format, ansi, std::io::stderr).try_init();
+}
+
+/// The subscriber `init` installs, writing to `writer` (tests capture it in a buffer).
+pub fn subscriber<W>(
+    filter: EnvFilter,
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _already_installed = match settings.format {
-        LogFormat::Text => builder.compact().try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => Box::new(builder.compact().finish()),
+        // The request span's fields once, under "span"; the list of all spans would repeat them.
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+    }
 }
 
 /// The first usable of: `RUST_LOG`, the configured level, "info". An unusable `RUST_LOG` is reported on
 /// stderr rather than silently ignored, since no logger exists yet to report it.
-fn filter(env: Option<&str>, configured: Option<&str>) -> EnvFilter {
+pub fn filter(env: Option<&str>, configured: Option<&str>) -> EnvFilter {
     if let Some(env) = env.filter(|s| !s.trim().is_empty()) {
         match EnvFilter::try_new(env) {
             Ok(filter) => return filter,
@@ -37,8 +73,18 @@ fn filter(env: Option<&str>, configured: Option<&str>) -> EnvFilter {
         .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER))
 }
 
+/// What startup found out that `/readyz` reports (the rest it checks on each probe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// The signing key made a signature that verified against the published key set.
+    pub keys_usable: bool,
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
     use super::*;
 
     #[test]
@@ -66,5 +112,63 @@ mod tests {
             filter(Some("plex_oidc=loudest"), Some("error")).to_string(),
             "error"
         );
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Buffer {
+        type Writer = Buffer;
+
+        fn make_writer(&'w self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    /// Logs an audit event inside a request span, as a request handler would.
+    fn log_in_a_request(format: LogFormat) -> String {
+        let buffer = Buffer::default();
+        let subscriber = subscriber(EnvFilter::new("info"), format, false, buffer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "0123abcd", route = "/token");
+            let _entered = span.enter();
+            tracing::info!(target: "plex_oidc::audit", event = "login", result = "success", "audit");
+            tracing::debug!("filtered out at info");
+        });
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn json_lines_carry_the_request_span_and_the_event_fields() {
+        let out = log_in_a_request(LogFormat::Json);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["span"]["request_id"], "0123abcd", "{line}");
+        assert_eq!(line["span"]["route"], "/token", "{line}");
+        assert_eq!(line["target"], "plex_oidc::audit");
+        assert_eq!(line["event"], "login", "flattened event fields: {line}");
+        assert_eq!(line["result"], "success");
+        assert_eq!(line["level"], "INFO");
+    }
+
+    #[test]
+    fn text_lines_name_the_request_span() {
+        let out = log_in_a_request(LogFormat::Text);
+        assert!(out.contains("request_id=0123abcd"), "{out}");
+        assert!(out.contains("result=\"success\"") || out.contains("result=success"), "{out}");
+        assert!(!out.contains("filtered out"), "{out}");
     }
 }

@@ -31,7 +31,8 @@ async fn scenario(name: &str, t: &TestApp, args: &[(&str, String)]) -> Value {
         .arg("--screenshots")
         .arg(artifacts(name));
     if !args.iter().any(|(k, _)| *k == "--authorize-url") {
-        cmd.arg("--authorize-url").arg(authorize_url(t, "s-browser"));
+        cmd.arg("--authorize-url")
+            .arg(authorize_url(t, "s-browser"));
     }
     for (k, v) in args {
         cmd.arg(k).arg(v);
@@ -82,7 +83,10 @@ fn report(name: &str, result: &Value) {
 async fn in_popup_mode_a_shared_user_lands_back_at_the_app_with_a_code() {
     let t = app().await;
     let result = scenario("popup-approve", &t, &[expect_app()]).await;
-    assert!(result["final_url"].as_str().unwrap().contains("code="), "{result}");
+    assert!(
+        result["final_url"].as_str().unwrap().contains("code="),
+        "{result}"
+    );
     report("popup", &result);
 }
 
@@ -96,7 +100,10 @@ async fn clicking_before_the_pin_is_ready_still_opens_plex_in_the_popup() {
 async fn on_a_phone_the_whole_page_goes_to_plex_and_comes_back_with_a_code() {
     let t = app().await;
     let result = scenario("redirect-approve", &t, &[expect_app()]).await;
-    assert!(result["final_url"].as_str().unwrap().contains("code="), "{result}");
+    assert!(
+        result["final_url"].as_str().unwrap().contains("code="),
+        "{result}"
+    );
     report("redirect", &result);
 }
 
@@ -137,7 +144,9 @@ async fn every_state_renders_accessibly_on_desktop_and_phone() {
     let t = app().await;
     let result = scenario("states", &t, &[]).await;
     assert!(
-        result["screenshots"].as_array().is_some_and(|s| s.len() >= 8),
+        result["screenshots"]
+            .as_array()
+            .is_some_and(|s| s.len() >= 8),
         "{result}"
     );
 }
@@ -147,7 +156,10 @@ async fn accept_language_picks_german() {
     let t = app().await;
     let result = scenario("inspect", &t, &[("--locale", "de-DE".to_owned())]).await;
     let text = result.to_string();
-    assert!(text.contains("Mit Plex anmelden") || text.contains("Anmelden"), "{text}");
+    assert!(
+        text.contains("Mit Plex anmelden") || text.contains("Anmelden"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -169,7 +181,65 @@ async fn a_theme_directory_overrides_one_css_and_one_html_file() {
     .await;
     let result = scenario("inspect", &t, &[]).await;
     let text = result.to_string();
-    assert!(text.contains("Welcome to the Lab"), "the HTML override shows: {text}");
-    assert!(text.contains("rgb(1, 2, 3)"), "the CSS override applies: {text}");
-    assert!(text.contains("Lab Sign-in"), "theme.title fills the page: {text}");
+    assert!(
+        text.contains("Welcome to the Lab"),
+        "the HTML override shows: {text}"
+    );
+    assert!(
+        text.contains("rgb(1, 2, 3)"),
+        "the CSS override applies: {text}"
+    );
+    assert!(
+        text.contains("Lab Sign-in"),
+        "theme.title fills the page: {text}"
+    );
+}
+
+#[tokio::test]
+async fn preview_serves_every_state_with_sample_data_and_no_plex() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_plex-oidc"))
+        .args(["preview", "--config"])
+        .arg(repo().join("examples/config.json"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("plex-oidc preview starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/ready")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "preview answers");
+    let t = app().await;
+    scenario(
+        "preview",
+        &t,
+        &[("--preview-url", format!("{base}/{{state}}"))],
+    )
+    .await;
+    let signed_out = client
+        .get(format!("{base}/signed-out"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        signed_out
+            .text()
+            .await
+            .unwrap()
+            .contains("data-state=\"signed-out\"")
+    );
+    let _ = child.kill().await;
 }

@@ -248,7 +248,12 @@ impl LoginFlow {
     }
 
     /// Records a validated request, bound to the browser's `binding` cookie value; returns the login id.
-    pub fn begin(&self, request: AuthorizationRequest, binding: &str, restart_url: String) -> String {
+    pub fn begin(
+        &self,
+        request: AuthorizationRequest,
+        binding: &str,
+        restart_url: String,
+    ) -> String {
         let id = self.random.token(16);
         let login = PendingLogin {
             binding: binding.to_owned(),
@@ -366,10 +371,7 @@ impl LoginFlow {
         let Ok(login) = self.find(login_id, binding) else {
             return;
         };
-        if login
-            .nudged
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
+        if login.nudged.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return;
         }
         let mut stage = login.stage.lock().await;
@@ -408,8 +410,11 @@ impl LoginFlow {
             self.record_outcome(&login, Outcome::Success, Some(identity), account);
             let cookie = self.sessions.seal(&session);
             if cookie.is_some() {
-                self.live_sessions
-                    .seen(&session.sid, session.expires_at, self.clock.unix_seconds());
+                self.live_sessions.seen(
+                    &session.sid,
+                    session.expires_at,
+                    self.clock.unix_seconds(),
+                );
             }
             *stage = Stage::Done;
             return Ok(FinishOutcome::Redirect {
@@ -471,7 +476,12 @@ impl LoginFlow {
             },
             Err(PlexError::PinNotFound) => {
                 *stage = Stage::Expired;
-                self.record_outcome(login, Outcome::Expired(FailureReason::PinNotFound), None, "");
+                self.record_outcome(
+                    login,
+                    Outcome::Expired(FailureReason::PinNotFound),
+                    None,
+                    "",
+                );
             }
             Err(e) => {
                 *failures += 1;
@@ -489,7 +499,12 @@ impl LoginFlow {
                 if *failures >= MAX_CHECK_FAILURES {
                     let pin = Some((*pin_id, pin_code.clone(), *expires_at));
                     *stage = Stage::Unavailable { token: None, pin };
-                    self.record_outcome(login, Outcome::PlexUnavailable(plex_failure(&e)), None, "");
+                    self.record_outcome(
+                        login,
+                        Outcome::PlexUnavailable(plex_failure(&e)),
+                        None,
+                        "",
+                    );
                 }
             }
         }
@@ -666,7 +681,10 @@ mod tests {
     #[test]
     fn every_unsuccessful_outcome_names_a_reason_and_success_none() {
         assert_eq!(Outcome::Success.reason(), None);
-        assert_eq!(Outcome::Denied.reason(), Some(FailureReason::NoServerAccess));
+        assert_eq!(
+            Outcome::Denied.reason(),
+            Some(FailureReason::NoServerAccess)
+        );
         let reason = FailureReason::NotApproved;
         assert_eq!(Outcome::Abandoned(reason).result(), "abandoned");
         assert_eq!(Outcome::Abandoned(reason).reason(), Some(reason));
@@ -676,13 +694,22 @@ mod tests {
     fn plex_errors_map_to_bounded_failure_reasons() {
         let unavailable = |m: &str| plex_failure(&PlexError::Unavailable(m.into()));
         assert_eq!(unavailable("plex.tv answered 502"), FailureReason::Plex5xx);
-        assert_eq!(unavailable("plex.tv answered 408"), FailureReason::PlexTimeout);
-        assert_eq!(unavailable("timed out: operation timed out"), FailureReason::PlexTimeout);
+        assert_eq!(
+            unavailable("plex.tv answered 408"),
+            FailureReason::PlexTimeout
+        );
+        assert_eq!(
+            unavailable("timed out: operation timed out"),
+            FailureReason::PlexTimeout
+        );
         assert_eq!(
             unavailable("no answer within the request timeout"),
             FailureReason::PlexTimeout
         );
-        assert_eq!(unavailable("cannot connect: refused"), FailureReason::PlexUnreachable);
+        assert_eq!(
+            unavailable("cannot connect: refused"),
+            FailureReason::PlexUnreachable
+        );
         assert_eq!(
             plex_failure(&PlexError::RateLimited { retry_after: None }),
             FailureReason::PlexRateLimited

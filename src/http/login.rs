@@ -165,7 +165,7 @@ pub(crate) async fn popup_done(req: &mut Request, depot: &mut Depot, res: &mut R
         app.flow.nudge(&login_id, &binding).await;
     }
     render_template(
-        &app,
+        &app.pages,
         req,
         depot,
         res,
@@ -179,7 +179,7 @@ pub(crate) async fn popup_done(req: &mut Request, depot: &mut Depot, res: &mut R
 pub(crate) async fn popup_wait(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let Some(app) = app(depot) else { return };
     render_template(
-        &app,
+        &app.pages,
         req,
         depot,
         res,

@@ -1,9 +1,13 @@
-//! What every response gets: a request id, security headers, and the HTTP metrics.
+//! What every response gets: a request id (echoed in `X-Request-Id`, on error pages, and on every log
+//! line written while serving it), security headers, and the HTTP metrics.
 
 use std::time::Instant;
 
 use salvo::http::header::{self, HeaderValue};
 use salvo::prelude::*;
+use tracing::Instrument as _;
+
+use crate::metrics::{HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL};
 
 /// Only trusted pages of our own run script, and nothing may frame them (clickjacking on a login page).
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; \
@@ -76,7 +80,9 @@ impl Handler for Common {
         let route = self.route(req.uri().path());
         let id = incoming_request_id(req).unwrap_or_else(new_request_id);
         depot.insert_typed(RequestId(id.clone()));
-        ctrl.call_next(req, depot, res).await;
+        // Never the raw path or query: those can carry a login id or, from a careless client, a code.
+        let span = tracing::info_span!("request", request_id = %id, route);
+        ctrl.call_next(req, depot, res).instrument(span).await;
 
         let headers = res.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&id) {
@@ -101,14 +107,25 @@ impl Handler for Common {
             HeaderValue::from_static("same-origin-allow-popups"),
         );
         let status = res.status_code.unwrap_or(StatusCode::OK);
+        let elapsed = started.elapsed();
         metrics::counter!(
-            "plex_oidc_http_requests_total",
+            HTTP_REQUESTS_TOTAL,
             "route" => route,
             "status" => status_label(status),
         )
         .increment(1);
-        metrics::histogram!("plex_oidc_http_request_duration_seconds", "route" => route)
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
+        if status.is_server_error() {
+            tracing::warn!(request_id = %id, route, status = status.as_u16(), "request failed");
+        } else {
+            tracing::debug!(
+                request_id = %id,
+                route,
+                status = status.as_u16(),
+                elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+                "request served"
+            );
+        }
     }
 }
 
@@ -152,9 +169,10 @@ fn status_label(status: StatusCode) -> &'static str {
     }
 }
 
-/// Salvo's default error page names the framework; ours is a plain sentence.
+/// Salvo's default error page names the framework; ours is a plain sentence with the request id, so a
+/// screenshot can be matched to a log line.
 #[handler]
-pub(crate) async fn plain_errors(res: &mut Response, ctrl: &mut FlowCtrl) {
+pub(crate) async fn plain_errors(depot: &Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
     let status = res.status_code.unwrap_or(StatusCode::NOT_FOUND);
     let text = match status {
         StatusCode::NOT_FOUND => "not found",
@@ -163,6 +181,11 @@ pub(crate) async fn plain_errors(res: &mut Response, ctrl: &mut FlowCtrl) {
         s if s.is_server_error() => "internal error",
         _ => "bad request",
     };
-    res.render(Text::Plain(text));
+    let id = request_id(depot);
+    if id.is_empty() {
+        res.render(Text::Plain(text));
+    } else {
+        res.render(Text::Plain(format!("{text} (request id {id})\n")));
+    }
     ctrl.skip_rest();
 }

@@ -6,6 +6,7 @@ mod login;
 mod middleware;
 mod oidc;
 mod page;
+mod preview;
 mod static_files;
 
 use std::path::PathBuf;
@@ -52,10 +53,15 @@ impl CookieSettings {
     }
 }
 
+/// What every page needs: the files and the operator's settings. Shared by the service and `preview`.
+pub struct Pages {
+    pub assets: Assets,
+    pub settings: PageSettings,
+}
+
 pub struct AppState {
     pub flow: Arc<LoginFlow>,
-    pub assets: Arc<Assets>,
-    pub page: PageSettings,
+    pub pages: Arc<Pages>,
     pub cookie: CookieSettings,
     pub state_dir: PathBuf,
     /// Renders `/metrics` when the exporter is installed on the main listener.
@@ -74,8 +80,43 @@ impl Handler for Inject {
         _res: &mut Response,
         _ctrl: &mut FlowCtrl,
     ) {
+        depot.insert_typed(self.0.pages.clone());
         depot.insert_typed(self.0.clone());
     }
+}
+
+/// Puts only the pages into the depot (the preview server has no flow).
+struct InjectPages(Arc<Pages>);
+
+#[salvo::async_trait]
+impl Handler for InjectPages {
+    async fn handle(
+        &self,
+        _req: &mut Request,
+        depot: &mut Depot,
+        _res: &mut Response,
+        _ctrl: &mut FlowCtrl,
+    ) {
+        depot.insert_typed(self.0.clone());
+    }
+}
+
+pub(crate) fn pages(depot: &Depot) -> Option<Arc<Pages>> {
+    depot.get_typed::<Arc<Pages>>().ok().cloned()
+}
+
+/// `plex-oidc preview`: every page state with sample data, the operator's theme, and no Plex.
+pub fn preview_service(pages: Arc<Pages>) -> Service {
+    let router = Router::new()
+        .hoop(InjectPages(pages))
+        .push(Router::new().get(preview::index))
+        .push(Router::with_path("assets/{**path}").get(static_files::asset))
+        .push(Router::with_path("login/popup-done").get(preview::popup_done))
+        .push(Router::with_path("login/popup-wait").get(preview::popup_wait))
+        .push(Router::with_path("{state}").get(preview::state_page));
+    Service::new(router)
+        .hoop(middleware::Common::new(""))
+        .catcher(salvo::catcher::Catcher::default().hoop(middleware::plain_errors))
 }
 
 pub(crate) fn app(depot: &Depot) -> Option<Arc<AppState>> {

@@ -108,7 +108,16 @@ pub(crate) async fn authorize(req: &mut Request, depot: &mut Depot, res: &mut Re
             // A pending login too, so "use another Plex account" / "try again" can start one.
             apply_session_cookie(&app, res, None, clear_session);
             let account = account.unwrap_or_default();
-            show_sign_in(&app, req, depot, res, request, &params, state.as_str(), &account);
+            show_sign_in(
+                &app,
+                req,
+                depot,
+                res,
+                request,
+                &params,
+                state.as_str(),
+                &account,
+            );
         }
         AuthorizeOutcome::SignIn { clear_session } => {
             apply_session_cookie(&app, res, None, clear_session);

@@ -3,7 +3,7 @@
 use salvo::http::header::{self, HeaderValue};
 use salvo::prelude::*;
 
-use super::AppState;
+use super::Pages;
 use super::middleware::request_id;
 
 /// Values from the config that every page shows.
@@ -27,16 +27,16 @@ pub(crate) struct PageView<'a> {
     pub restart_url: &'a str,
 }
 
-pub(crate) fn language(app: &AppState, req: &Request) -> String {
+pub(crate) fn language(pages: &Pages, req: &Request) -> String {
     let accept = req
         .headers()
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
-    app.assets.pick_language(accept).to_owned()
+    pages.assets.pick_language(accept).to_owned()
 }
 
 pub(crate) fn render_template(
-    app: &AppState,
+    pages: &Pages,
     req: &Request,
     depot: &Depot,
     res: &mut Response,
@@ -44,9 +44,9 @@ pub(crate) fn render_template(
     template: &str,
     view: PageView<'_>,
 ) {
-    let lang = language(app, req);
+    let lang = language(pages, req);
     let request_id = request_id(depot);
-    let p = &app.page;
+    let p = &pages.settings;
     let vars = [
         ("title", p.title.as_str()),
         ("product", p.product.as_str()),
@@ -61,7 +61,7 @@ pub(crate) fn render_template(
         ("restart_url", view.restart_url),
         ("request_id", request_id.as_str()),
     ];
-    match app.assets.render(template, &lang, &vars) {
+    match pages.assets.render(template, &lang, &vars) {
         Some(html) => {
             res.status_code(status);
             let headers = res.headers_mut();
@@ -82,12 +82,12 @@ pub(crate) fn render_template(
 }
 
 pub(crate) fn render_page(
-    app: &AppState,
+    app: &super::AppState,
     req: &Request,
     depot: &Depot,
     res: &mut Response,
     status: StatusCode,
     view: PageView<'_>,
 ) {
-    render_template(app, req, depot, res, status, "login.html", view);
+    render_template(&app.pages, req, depot, res, status, "login.html", view);
 }

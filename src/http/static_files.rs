@@ -3,17 +3,21 @@
 use salvo::http::header::{self, HeaderValue};
 use salvo::prelude::*;
 
-use super::app;
+use super::pages;
 
 #[handler]
 pub(crate) async fn asset(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    let Some(app) = app(depot) else {
+    let Some(pages) = pages(depot) else {
         res.status_code(StatusCode::INTERNAL_SERVER_ERROR);
         return;
     };
     let path: String = req.param("path").unwrap_or_default();
     // Templates and strings are rendered server-side, never served raw.
-    let Some(file) = app.assets.file(&path).filter(|_| !path.ends_with(".html")) else {
+    let Some(file) = pages
+        .assets
+        .file(&path)
+        .filter(|_| !path.ends_with(".html"))
+    else {
         res.status_code(StatusCode::NOT_FOUND);
         return;
     };
