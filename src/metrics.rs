@@ -386,10 +386,7 @@ mod process {
                 &[entries.count().to_string()],
             );
         }
-        if let Some(max) = read("/proc/self/limits")
-            .as_deref()
-            .and_then(parse_max_fds)
-        {
+        if let Some(max) = read("/proc/self/limits").as_deref().and_then(parse_max_fds) {
             family(
                 out,
                 "process_max_fds",
@@ -475,7 +472,10 @@ mod tests {
             parse_resident_bytes("Name:\tplex-oidc\nVmSize:\t  20000 kB\nVmRSS:\t    8000 kB\n"),
             Some(8_192_000)
         );
-        assert_eq!(parse_boot_time("cpu  1 2 3\nbtime 1700000000\nprocesses 9\n"), Some(1_700_000_000));
+        assert_eq!(
+            parse_boot_time("cpu  1 2 3\nbtime 1700000000\nprocesses 9\n"),
+            Some(1_700_000_000)
+        );
         let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
                       Max open files            1024                 524288               files     \n";
         assert_eq!(parse_max_fds(limits), Some(1024));
@@ -498,7 +498,10 @@ mod tests {
             "plex_oidc_live_sessions 2",
             "plex_oidc_refresh_grants 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing in:\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
         }
         if cfg!(target_os = "linux") {
             for name in [
@@ -528,8 +531,14 @@ mod tests {
             metrics::histogram!(LOGIN_DURATION, "result" => "success").record(4.0);
         });
         let text = recorder.handle().render();
-        assert!(text.contains("plex_oidc_token_duration_seconds_bucket{le=\"0.002\"} 1"), "{text}");
-        assert!(text.contains("plex_oidc_token_duration_seconds_bucket{le=\"0.001\"} 0"), "{text}");
+        assert!(
+            text.contains("plex_oidc_token_duration_seconds_bucket{le=\"0.002\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("plex_oidc_token_duration_seconds_bucket{le=\"0.001\"} 0"),
+            "{text}"
+        );
         assert!(
             text.contains("plex_oidc_login_duration_seconds_bucket{result=\"success\",le=\"5\"} 1"),
             "{text}"
@@ -564,10 +573,9 @@ mod tests {
         let labels: std::collections::HashSet<_> =
             FailureReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(labels.len(), FailureReason::ALL.len());
-        assert!(
-            labels
-                .iter()
-                .all(|l| l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-        );
+        assert!(labels.iter().all(|l| {
+            l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        }));
     }
 }

@@ -12,9 +12,9 @@ use salvo::{Router, Server, Service};
 use tokio::net::TcpListener;
 
 use crate::assets::{AssetError, Assets, ThemeValues};
+use crate::backchannel::BackchannelNotifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientAuth, Config};
-use crate::backchannel::BackchannelNotifier;
 use crate::flow::{AccessChecker, FlowParts, LoginFlow, LoginSettings, SessionCodec};
 use crate::http::{AppState, CookieSettings, PageSettings, Pages};
 use crate::keys::{KeyError, KeySet};
@@ -184,7 +184,7 @@ impl Application {
                 base_url,
                 poll_interval: Duration::from_secs(1),
                 login_ttl: LOGIN_TTL,
-                capacity: PENDING_LOGIN_CAPACITY,
+                capacity: config.limits.max_pending_logins,
                 session_ttl: config.session.ttl,
             },
             clock: deps.clock.clone(),
@@ -206,6 +206,7 @@ impl Application {
         let state = Arc::new(AppState {
             flow,
             pages: Arc::new(pages),
+            limiter: Arc::new(crate::http::RateLimiter::new(&config.limits, deps.clock.clone())),
             cookie: CookieSettings::for_issuer(
                 config.issuer.starts_with("https://"),
                 LOGIN_TTL,
@@ -214,15 +215,14 @@ impl Application {
             state_dir: config.state_dir.clone(),
             metrics: config.metrics.listen.is_none().then(|| render.clone()),
         });
-        metrics::gauge!(crate::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        metrics::gauge!(crate::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"))
+            .set(1.0);
 
         let service = crate::http::service(state, &base_path).hoop(InjectReadiness(readiness));
         let (addr, handle, task) = spawn_server(config.listen, service).await?;
         let (metrics_addr, metrics_handle) = match config.metrics.listen {
             Some(listen) => {
-                let service = Service::new(
-                    Router::with_path("metrics").get(MetricsOnly(render)),
-                );
+                let service = Service::new(Router::with_path("metrics").get(MetricsOnly(render)));
                 let (addr, handle, _task) = spawn_server(listen, service).await?;
                 (Some(addr), Some(handle))
             }
@@ -276,14 +276,20 @@ pub fn load_pages(config: &Config, base_path: &str) -> Result<Pages, AssetError>
     )?;
     let logo_url = match config.theme.logo.as_deref() {
         None | Some("") => String::new(),
-        Some(l) if l.starts_with("https://") || l.starts_with("http://") || l.starts_with("data:") => {
+        Some(l)
+            if l.starts_with("https://") || l.starts_with("http://") || l.starts_with("data:") =>
+        {
             l.to_owned()
         }
         Some(path) => assets.asset_url(path.trim_start_matches('/')),
     };
     let product = config.plex.product.clone();
     let settings = PageSettings {
-        title: config.theme.title.clone().unwrap_or_else(|| product.clone()),
+        title: config
+            .theme
+            .title
+            .clone()
+            .unwrap_or_else(|| product.clone()),
         server_name: config
             .plex
             .server_name
@@ -363,10 +369,12 @@ async fn spawn_server(
             addr: listen,
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| StartupError::Listen {
-        addr: listen,
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartupError::Listen {
+            addr: listen,
+            source,
+        })?;
     let acceptor = TcpAcceptor::try_from(listener).map_err(|source| StartupError::Listen {
         addr: listen,
         source,

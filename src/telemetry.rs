@@ -27,8 +27,7 @@ pub fn init(settings: &LogSettings) {
     // Logs go to stderr so stdout stays free for command output; colours only for a person at a
     // terminal, never into journald or a log file.
     let ansi = std::io::stderr().is_terminal();
-    let _already_installed =
-        subscriber(filter, settings.format, ansi, std::io::stderr).try_init();
+    let _already_installed = subscriber(filter, settings.format, ansi, std::io::stderr).try_init();
 }
 
 /// The subscriber `init` installs, writing to `writer` (tests capture it in a buffer).
@@ -141,7 +140,8 @@ mod tests {
         let buffer = Buffer::default();
         let subscriber = subscriber(EnvFilter::new("info"), format, false, buffer.clone());
         tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("request", request_id = "0123abcd", route = "/token");
+            let id = "0123abcd".to_owned();
+            let span = tracing::info_span!("request", request_id = %id, route = "/token");
             let _entered = span.enter();
             tracing::info!(target: "plex_oidc::audit", event = "login", result = "success", "audit");
             tracing::debug!("filtered out at info");
@@ -168,7 +168,10 @@ mod tests {
     fn text_lines_name_the_request_span() {
         let out = log_in_a_request(LogFormat::Text);
         assert!(out.contains("request_id=0123abcd"), "{out}");
-        assert!(out.contains("result=\"success\"") || out.contains("result=success"), "{out}");
+        assert!(
+            out.contains("result=\"success\"") || out.contains("result=success"),
+            "{out}"
+        );
         assert!(!out.contains("filtered out"), "{out}");
     }
 }

@@ -28,11 +28,13 @@ fn read(relative: &str) -> String {
 }
 
 fn deploy_config() -> Value {
-    serde_json::from_str(&read("examples/deploy/config.json")).expect("examples/deploy/config.json is JSON")
+    serde_json::from_str(&read("examples/deploy/config.json"))
+        .expect("examples/deploy/config.json is JSON")
 }
 
 fn fly() -> Value {
-    toml::parse(&read("examples/deploy/fly.toml")).unwrap_or_else(|e| panic!("examples/deploy/fly.toml: {e}"))
+    toml::parse(&read("examples/deploy/fly.toml"))
+        .unwrap_or_else(|e| panic!("examples/deploy/fly.toml: {e}"))
 }
 
 /// Every document of every manifest listed in examples/deploy/kubernetes/kustomization.yaml, by kind.
@@ -275,7 +277,10 @@ fn the_shared_deploy_config_passes_plex_oidc_check() {
     assert_eq!(port_of(text(&config["listen"])), HTTP_PORT);
     assert_eq!(config["state_dir"], STATE_DIR);
     let (ok, output) = check_with_stand_in_secrets("config", &config);
-    assert!(ok, "plex-oidc check rejected examples/deploy/config.json:\n{output}");
+    assert!(
+        ok,
+        "plex-oidc check rejected examples/deploy/config.json:\n{output}"
+    );
 }
 
 #[test]
@@ -314,9 +319,11 @@ fn fly_points_the_config_env_at_the_shipped_config_json() {
         .iter()
         .find(|f| f["guest_path"] == config_path)
         .unwrap_or_else(|| panic!("no [[files]] entry writes {config_path}"));
-    let local: Value =
-        serde_json::from_str(&read(&format!("examples/deploy/{}", text(&shipped["local_path"]))))
-            .expect("the shipped config is JSON");
+    let local: Value = serde_json::from_str(&read(&format!(
+        "examples/deploy/{}",
+        text(&shipped["local_path"])
+    )))
+    .expect("the shipped config is JSON");
     assert_eq!(local, deploy_config(), "fly ships a different config.json");
 }
 

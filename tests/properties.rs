@@ -77,7 +77,11 @@ static PROVIDER: LazyLock<Provider> = LazyLock::new(|| {
             ClientSecret::plain("grafana-secret"),
             &[REDIRECT, "https://grafana.example.com/other"],
         ),
-        client("mobile", ClientSecret::None, &["app.immich:///oauth-callback"]),
+        client(
+            "mobile",
+            ClientSecret::None,
+            &["app.immich:///oauth-callback"],
+        ),
     ]);
     Provider::new(
         ProviderSettings {
@@ -95,7 +99,10 @@ static PROVIDER: LazyLock<Provider> = LazyLock::new(|| {
 });
 
 /// One parameter: mostly the first (accepted) value, sometimes another listed one, absent, or arbitrary.
-fn param(name: &'static str, values: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+fn param(
+    name: &'static str,
+    values: &'static [&'static str],
+) -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         1 => Just(None),
         8 => Just(Some(values[0].to_owned())),
@@ -111,11 +118,21 @@ fn param(name: &'static str, values: &'static [&'static str]) -> impl Strategy<V
 fn query_text() -> impl Strategy<Value = String> {
     let known = (
         param("client_id", &["grafana", "mobile", "nobody"]),
-        param("redirect_uri", &[REDIRECT, "https://grafana.example.com/other", "https://evil.example/cb"]),
+        param(
+            "redirect_uri",
+            &[
+                REDIRECT,
+                "https://grafana.example.com/other",
+                "https://evil.example/cb",
+            ],
+        ),
         param("response_type", &["code", "token"]),
         param("scope", &["openid", "openid email profile", "email"]),
         param("state", &["st", ""]),
-        param("code_challenge", &["E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "short"]),
+        param(
+            "code_challenge",
+            &["E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "short"],
+        ),
         param("code_challenge_method", &["S256", "plain"]),
         param("prompt", &["none", "login", "none login", "consent"]),
         param("max_age", &["0", "300", "-1", "abc"]),

@@ -11,14 +11,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::raw::{
-    RawAccess, RawClient, RawConfig, RawLog, RawMetrics, RawPlex, RawSession, RawTheme,
+    RawAccess, RawClient, RawConfig, RawLimits, RawLog, RawMetrics, RawPlex, RawSession, RawTheme,
 };
 use super::schema::secret_alternatives_message;
 use super::secret::{self, SHORT_SECRET_CHARS, io_reason};
 use super::uri::{self, UriUse, Verdict};
 use super::{
-    AccessSettings, ClientAuth, ClientSettings, Config, ConfigError, LogSettings, MetricsSettings,
-    PlexSettings, SessionSettings, ThemeSettings, parse_duration,
+    AccessSettings, ClientAuth, ClientSettings, Config, ConfigError, IpNetwork, LimitsSettings,
+    LogSettings, MetricsSettings, PlexSettings, SessionSettings, ThemeSettings, parse_duration,
 };
 
 pub(super) struct Context<'a> {
@@ -50,6 +50,7 @@ pub(super) fn resolve(raw: RawConfig, context: &Context<'_>) -> Result<Config, V
     let theme = c.theme(&raw.theme);
     let session = c.session(&raw.session);
     let access = c.access(&raw.access);
+    let limits = c.limits(&raw.limits);
 
     let built = (|| {
         Some(Config {
@@ -63,6 +64,7 @@ pub(super) fn resolve(raw: RawConfig, context: &Context<'_>) -> Result<Config, V
             theme: theme?,
             session: session?,
             access: access?,
+            limits: limits?,
             warnings: Vec::new(),
         })
     })();
@@ -129,6 +131,9 @@ pub(super) fn check_parts(
     }
     if let Some(access) = part::<RawAccess>(root, "access") {
         c.access(&access);
+    }
+    if let Some(limits) = part::<RawLimits>(root, "limits") {
+        c.limits(&limits);
     }
     c.errors
         .retain(|e| !schema_errors.iter().any(|s| s.path == e.path));
@@ -484,6 +489,45 @@ impl<'a> Checker<'a> {
     fn session(&mut self, raw: &RawSession) -> Option<SessionSettings> {
         Some(SessionSettings {
             ttl: self.duration("/session/ttl", &raw.ttl, false)?,
+        })
+    }
+
+    fn limits(&mut self, raw: &RawLimits) -> Option<LimitsSettings> {
+        let mut trusted = Vec::new();
+        let mut ok = true;
+        for (i, text) in raw.trusted_proxies.iter().enumerate() {
+            match IpNetwork::parse(text.trim()) {
+                Some(net) => trusted.push(net),
+                None => {
+                    ok = false;
+                    self.errors.push(ConfigError::new(
+                        format!("/limits/trusted_proxies/{i}"),
+                        format!(
+                            "\"{text}\" is not an IP address or CIDR range (e.g. \"10.0.0.0/8\")"
+                        ),
+                    ));
+                }
+            }
+        }
+        let header = raw.client_ip_header.trim();
+        if header.is_empty()
+            || !header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            ok = false;
+            self.errors.push(ConfigError::new(
+                "/limits/client_ip_header",
+                format!("\"{header}\" is not an HTTP header name"),
+            ));
+        }
+        ok.then(|| LimitsSettings {
+            login_requests_per_minute: raw.login_requests_per_minute.max(1),
+            token_requests_per_minute: raw.token_requests_per_minute.max(1),
+            new_logins_per_ip: raw.new_logins_per_ip.max(1),
+            max_pending_logins: raw.max_pending_logins.max(100) as usize,
+            trusted_proxies: trusted,
+            client_ip_header: header.to_ascii_lowercase(),
         })
     }
 

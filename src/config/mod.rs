@@ -35,6 +35,7 @@ pub struct Config {
     pub theme: ThemeSettings,
     pub session: SessionSettings,
     pub access: AccessSettings,
+    pub limits: LimitsSettings,
     /// Accepted but risky settings, each prefixed with its JSON path; logged at start, printed by `check`.
     pub warnings: Vec<String>,
 }
@@ -135,6 +136,61 @@ pub struct AccessSettings {
     pub recheck_interval: Duration,
     /// Zero disables the grace period.
     pub outage_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsSettings {
+    pub login_requests_per_minute: u32,
+    pub token_requests_per_minute: u32,
+    pub new_logins_per_ip: u32,
+    pub max_pending_logins: usize,
+    pub trusted_proxies: Vec<IpNetwork>,
+    pub client_ip_header: String,
+}
+
+/// An IP address range (`10.0.0.0/8`, `::1/128`; a bare address is a single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNetwork {
+    pub fn parse(text: &str) -> Option<IpNetwork> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (
+                a.parse::<std::net::IpAddr>().ok()?,
+                Some(p.parse::<u8>().ok()?),
+            ),
+            None => (text.parse::<std::net::IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNetwork { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// One problem in the configuration. `path` is a JSON Pointer (`/clients/0/redirect_uris/1`), `/` for the
@@ -239,7 +295,7 @@ impl Config {
 }
 
 /// Top-level keys in the order the schema and the docs present them.
-const KEY_ORDER: [&str; 10] = [
+const KEY_ORDER: [&str; 11] = [
     "issuer",
     "listen",
     "state_dir",
@@ -250,6 +306,7 @@ const KEY_ORDER: [&str; 10] = [
     "theme",
     "session",
     "access",
+    "limits",
 ];
 
 /// Orders errors the way the file reads: by top-level key as documented, then array indexes numerically,

@@ -47,6 +47,8 @@ pub(super) struct RawConfig {
     pub session: RawSession,
     #[serde(default)]
     pub access: RawAccess,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 pub(super) fn default_listen() -> String {
@@ -215,4 +217,58 @@ fn default_recheck_interval() -> String {
 
 fn default_outage_grace() -> String {
     owned(DEFAULT_OUTAGE_GRACE)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    #[serde(default = "default_login_rate")]
+    pub login_requests_per_minute: u32,
+    #[serde(default = "default_token_rate")]
+    pub token_requests_per_minute: u32,
+    #[serde(default = "default_new_logins")]
+    pub new_logins_per_ip: u32,
+    #[serde(default = "default_max_pending")]
+    pub max_pending_logins: u32,
+    #[serde(default = "default_trusted_proxies")]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default = "default_client_ip_header")]
+    pub client_ip_header: String,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            login_requests_per_minute: default_login_rate(),
+            token_requests_per_minute: default_token_rate(),
+            new_logins_per_ip: default_new_logins(),
+            max_pending_logins: default_max_pending(),
+            trusted_proxies: default_trusted_proxies(),
+            client_ip_header: default_client_ip_header(),
+        }
+    }
+}
+
+fn default_login_rate() -> u32 {
+    300
+}
+
+fn default_token_rate() -> u32 {
+    600
+}
+
+fn default_new_logins() -> u32 {
+    60
+}
+
+fn default_max_pending() -> u32 {
+    10_000
+}
+
+fn default_trusted_proxies() -> Vec<String> {
+    vec![owned("127.0.0.0/8"), owned("::1/128")]
+}
+
+fn default_client_ip_header() -> String {
+    owned("X-Forwarded-For")
 }

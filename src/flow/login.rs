@@ -463,7 +463,11 @@ impl LoginFlow {
         if !force && *next_check > now {
             return;
         }
-        match self.plex.check_pin(*pin_id).await {
+        let checked = self.plex.check_pin(*pin_id).await;
+        // Intervals count from the answer, not the question: a check that took the whole timeout
+        // must not leave the backoff already used up.
+        let answered = self.clock.now();
+        match checked {
             Ok(pin) => match pin.auth_token {
                 Some(token) => {
                     let pin = Some((*pin_id, pin_code.clone(), *expires_at));
@@ -471,7 +475,7 @@ impl LoginFlow {
                 }
                 None => {
                     *failures = 0;
-                    *next_check = now + self.settings.poll_interval;
+                    *next_check = answered + self.settings.poll_interval;
                 }
             },
             Err(PlexError::PinNotFound) => {
@@ -494,7 +498,7 @@ impl LoginFlow {
                     .poll_interval
                     .saturating_mul(1 << (*failures).min(5))
                     .min(MAX_BACKOFF);
-                *next_check = now + hinted.unwrap_or(backoff).max(backoff);
+                *next_check = answered + hinted.unwrap_or(backoff).max(backoff);
                 tracing::warn!(error = %e, failures = *failures, "checking the Plex PIN failed");
                 if *failures >= MAX_CHECK_FAILURES {
                     let pin = Some((*pin_id, pin_code.clone(), *expires_at));

@@ -10,6 +10,9 @@ use crate::oidc::{ErrorCode, ParamError, TokenError, UserinfoError};
 
 /// RFC 6749 §5.2 JSON error, 401 + `WWW-Authenticate` for failed Basic authentication.
 pub(crate) fn token_error(res: &mut Response, err: &TokenError) {
+    if let TokenError::RateLimited(wait) = err {
+        return super::rate_limit::too_many(res, "/token", *wait, true);
+    }
     let status = match err {
         TokenError::InvalidClient { used_basic, .. } => {
             if *used_basic {
@@ -22,6 +25,7 @@ pub(crate) fn token_error(res: &mut Response, err: &TokenError) {
         }
         TokenError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
         TokenError::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        TokenError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         TokenError::InvalidRequest(_)
         | TokenError::InvalidGrant(_)
         | TokenError::UnauthorizedClient(_)

@@ -27,20 +27,28 @@ pub(crate) async fn readyz(depot: &mut Depot, res: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let Some(app) = app(depot) else {
         res.status_code(StatusCode::SERVICE_UNAVAILABLE);
-        res.render(Json(json!({ "status": "not ready", "failing": ["config"] })));
+        res.render(Json(
+            json!({ "status": "not ready", "failing": ["config"] }),
+        ));
         return;
     };
-    let keys = depot
-        .get_typed::<Readiness>()
-        .is_ok_and(|r| r.keys_usable);
+    let keys = depot.get_typed::<Readiness>().is_ok_and(|r| r.keys_usable);
     let store = app.flow.provider().store().writable();
     let probe = app.state_dir.join(".readyz");
     let state_dir = tokio::fs::write(&probe, b"ok").await.is_ok();
     let checks = [
         ("config", true, "loaded"),
-        ("keys", keys, "the signing key did not make a verifiable signature at start"),
+        (
+            "keys",
+            keys,
+            "the signing key did not make a verifiable signature at start",
+        ),
         ("store", store, "the grant journal does not take writes"),
-        ("state_dir", state_dir, "the state directory is not writable"),
+        (
+            "state_dir",
+            state_dir,
+            "the state directory is not writable",
+        ),
     ];
     let (status, body) = report(&checks);
     res.status_code(status);

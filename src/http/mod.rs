@@ -7,6 +7,7 @@ mod middleware;
 mod oidc;
 mod page;
 mod preview;
+mod rate_limit;
 mod static_files;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use crate::assets::Assets;
 use crate::flow::LoginFlow;
 
 pub use page::PageSettings;
+pub use rate_limit::RateLimiter;
 
 /// Request bodies we accept are small forms and JSON; anything bigger is refused before it is buffered.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -64,6 +66,7 @@ pub struct AppState {
     pub pages: Arc<Pages>,
     pub cookie: CookieSettings,
     pub state_dir: PathBuf,
+    pub limiter: Arc<RateLimiter>,
     /// Renders `/metrics` when the exporter is installed on the main listener.
     pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
@@ -125,11 +128,17 @@ pub(crate) fn app(depot: &Depot) -> Option<Arc<AppState>> {
 
 /// The routes under the issuer's path (`base_path` is empty when the issuer has none).
 pub fn service(state: Arc<AppState>, base_path: &str) -> Service {
+    let budget = |route: &'static str, json: bool| rate_limit::LoginBudget {
+        limiter: state.limiter.clone(),
+        route,
+        json,
+    };
     let routes = Router::new()
         .push(Router::with_path(".well-known/openid-configuration").get(oidc::discovery))
         .push(Router::with_path("jwks").get(oidc::jwks))
         .push(
             Router::with_path("authorize")
+                .hoop(budget("/authorize", false))
                 .get(oidc::authorize)
                 .post(oidc::authorize),
         )
@@ -146,11 +155,26 @@ pub fn service(state: Arc<AppState>, base_path: &str) -> Service {
                 .get(oidc::logout)
                 .post(oidc::logout),
         )
-        .push(Router::with_path("login/start").post(login::start))
-        .push(Router::with_path("login/poll").post(login::poll))
-        .push(Router::with_path("login/continue").get(login::finish))
-        .push(Router::with_path("login/popup-done").get(login::popup_done))
-        .push(Router::with_path("login/popup-wait").get(login::popup_wait))
+        .push(
+            Router::with_path("login")
+                .push(
+                    Router::with_path("start")
+                        .hoop(budget("/login/start", true))
+                        .post(login::start),
+                )
+                .push(
+                    Router::with_path("poll")
+                        .hoop(budget("/login/poll", true))
+                        .post(login::poll),
+                )
+                .push(
+                    Router::with_path("continue")
+                        .hoop(budget("/login/continue", false))
+                        .get(login::finish),
+                )
+                .push(Router::with_path("popup-done").get(login::popup_done))
+                .push(Router::with_path("popup-wait").get(login::popup_wait)),
+        )
         .push(Router::with_path("assets/{**path}").get(static_files::asset))
         .push(Router::with_path("healthz").get(health::healthz))
         .push(Router::with_path("readyz").get(health::readyz))

@@ -7,6 +7,7 @@ use salvo::prelude::*;
 
 use super::error::{authorize_error, no_store, param_error_to_token, token_error, userinfo_error};
 use super::page::{PageView, render_page};
+use super::rate_limit::{Budget, too_many};
 use super::{MAX_BODY_BYTES, app};
 use crate::flow::{AuthorizeOutcome, LogoutOutcome, LogoutRequest};
 use crate::oidc::{ClientCredentials, Params, TokenError, UserinfoError};
@@ -138,6 +139,12 @@ fn show_sign_in(
     state: &str,
     account: &str,
 ) {
+    let ip = app.limiter.client_ip(req);
+    if let Err(wait) = app.limiter.take(Budget::NewLogin, &ip) {
+        tracing::warn!(client_ip = %ip, "too many sign-ins started from one address");
+        too_many(res, "/authorize", wait, false);
+        return;
+    }
     let binding = binding_cookie(app, req).unwrap_or_else(|| SystemRandom.token(24));
     let client_name = request.client.display_name().to_owned();
     let restart_url = format!(
@@ -234,6 +241,7 @@ async fn token_response(
     req: &mut Request,
     app: &super::AppState,
 ) -> Result<(&'static str, crate::oidc::TokenResponse), (&'static str, TokenError)> {
+    let ip = app.limiter.client_ip(req);
     let is_form = req
         .content_type()
         .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
@@ -267,6 +275,12 @@ async fn token_response(
     };
     let credentials = ClientCredentials::from_request(authorization.as_deref(), &form)
         .map_err(|e| (grant_type, e))?;
+    if let Err(wait) = app
+        .limiter
+        .take(Budget::Token, &format!("{}|{ip}", credentials.client_id))
+    {
+        return Err((grant_type, TokenError::RateLimited(wait)));
+    }
     app.flow
         .token(&credentials, &form)
         .await
@@ -275,7 +289,11 @@ async fn token_response(
 }
 
 /// The client's credentials and the form of an authenticated protocol POST (token, revoke, introspect).
-async fn client_form(req: &mut Request) -> Result<(ClientCredentials, Params), TokenError> {
+async fn client_form(
+    req: &mut Request,
+    app: &super::AppState,
+) -> Result<(ClientCredentials, Params), TokenError> {
+    let ip = app.limiter.client_ip(req);
     let is_form = req
         .content_type()
         .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
@@ -297,6 +315,9 @@ async fn client_form(req: &mut Request) -> Result<(ClientCredentials, Params), T
         })?;
     let form = Params::from_urlencoded(body).map_err(param_error_to_token)?;
     let credentials = ClientCredentials::from_request(authorization.as_deref(), &form)?;
+    app.limiter
+        .take(Budget::Token, &format!("{}|{ip}", credentials.client_id))
+        .map_err(TokenError::RateLimited)?;
     Ok((credentials, form))
 }
 
@@ -304,7 +325,7 @@ async fn client_form(req: &mut Request) -> Result<(ClientCredentials, Params), T
 #[handler]
 pub(crate) async fn revoke(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let Some(app) = app(depot) else { return };
-    let result = match client_form(req).await {
+    let result = match client_form(req, &app).await {
         Ok((credentials, form)) => app.flow.provider().revoke(&credentials, &form),
         Err(e) => Err(e),
     };
@@ -321,7 +342,7 @@ pub(crate) async fn revoke(req: &mut Request, depot: &mut Depot, res: &mut Respo
 #[handler]
 pub(crate) async fn introspect(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let Some(app) = app(depot) else { return };
-    let result = match client_form(req).await {
+    let result = match client_form(req, &app).await {
         Ok((credentials, form)) => app.flow.provider().introspect(&credentials, &form),
         Err(e) => Err(e),
     };
@@ -338,7 +359,19 @@ pub(crate) async fn introspect(req: &mut Request, depot: &mut Depot, res: &mut R
 #[handler]
 pub(crate) async fn logout(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let Some(app) = app(depot) else { return };
-    let params = match request_params(req).await {
+    // A repeated parameter is refused (RFC 6749 §3.1), not read as absent: otherwise a doubled
+    // redirect URI or hint would still end the session, just without saying where to go.
+    let params = request_params(req).await.and_then(|p| {
+        p.check_unique(&[
+            "id_token_hint",
+            "client_id",
+            "post_logout_redirect_uri",
+            "state",
+        ])
+        .map_err(|e| e.to_string())
+        .map(|()| p)
+    });
+    let params = match params {
         Ok(p) => p,
         Err(detail) => {
             let view = PageView {

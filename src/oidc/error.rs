@@ -96,6 +96,9 @@ pub enum TokenError {
     InvalidScope(String),
     #[error("server_error: {0}")]
     Server(String),
+    /// The client's request budget is spent (answered 429 with Retry-After).
+    #[error("temporarily_unavailable: too many requests")]
+    RateLimited(std::time::Duration),
     /// Not in RFC 6749 §5.2, but a refresh that cannot be checked now must not look like a revoked grant.
     #[error("temporarily_unavailable: {0}")]
     TemporarilyUnavailable(String),
@@ -111,7 +114,9 @@ impl TokenError {
             TokenError::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
             TokenError::InvalidScope(_) => ErrorCode::InvalidScope,
             TokenError::Server(_) => ErrorCode::ServerError,
-            TokenError::TemporarilyUnavailable(_) => ErrorCode::TemporarilyUnavailable,
+            TokenError::TemporarilyUnavailable(_) | TokenError::RateLimited(_) => {
+                ErrorCode::TemporarilyUnavailable
+            }
         }
     }
 
@@ -125,6 +130,7 @@ impl TokenError {
             | TokenError::Server(d)
             | TokenError::TemporarilyUnavailable(d) => d,
             TokenError::InvalidClient { description, .. } => description,
+            TokenError::RateLimited(_) => "too many requests; retry later",
         }
     }
 }

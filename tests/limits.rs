@@ -1,0 +1,118 @@
+//! Request budgets: 429 with Retry-After past the limit, per client address (a trusted proxy's
+//! X-Forwarded-For counts) and per client at the token endpoint.
+
+use serde_json::{Value, json};
+
+use crate::oidc_flow::urlencode;
+use crate::support::app::{GRAFANA_REDIRECT, GRAFANA_SECRET, TestApp, spawn_app_with};
+
+async fn tight() -> TestApp {
+    spawn_app_with(|c| {
+        c["limits"] = json!({
+            "login_requests_per_minute": 20,
+            "token_requests_per_minute": 20,
+            "new_logins_per_ip": 3
+        });
+    })
+    .await
+}
+
+fn authorize(t: &TestApp) -> String {
+    t.authorize_url(&format!(
+        "client_id=grafana&redirect_uri={}&response_type=code&scope=openid",
+        urlencode(GRAFANA_REDIRECT)
+    ))
+}
+
+async fn get_as(t: &TestApp, url: &str, client_ip: &str) -> reqwest::Response {
+    t.http
+        .get(url)
+        .header("x-forwarded-for", client_ip)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn starting_too_many_sign_ins_from_one_address_gets_429_with_retry_after() {
+    let t = tight().await;
+    for _ in 0..3 {
+        assert_eq!(
+            get_as(&t, &authorize(&t), "203.0.113.7").await.status(),
+            200
+        );
+    }
+    let refused = get_as(&t, &authorize(&t), "203.0.113.7").await;
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    assert_eq!(
+        get_as(&t, &authorize(&t), "203.0.113.8").await.status(),
+        200,
+        "another client behind the trusted proxy has its own budget"
+    );
+}
+
+#[tokio::test]
+async fn the_page_api_is_limited_per_address_with_a_json_answer() {
+    let t = tight().await;
+    let mut statuses = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..12 {
+        let res = t
+            .http
+            .post(t.url("/login/poll"))
+            .header("x-forwarded-for", "198.51.100.1")
+            .json(&json!({"login": "nothing"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+        last = res.json().await.unwrap();
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(last["state"], "rate_limited");
+    assert!(last["retry_after_ms"].as_u64().unwrap() >= 1000);
+}
+
+#[tokio::test]
+async fn the_token_endpoint_is_limited_per_client() {
+    let t = tight().await;
+    let mut statuses = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..11 {
+        let res = t
+            .http
+            .post(t.url("/token"))
+            .basic_auth("grafana", Some(GRAFANA_SECRET))
+            .form(&[("grant_type", "authorization_code"), ("code", "nope")])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+        last = res.json().await.unwrap();
+    }
+    assert_eq!(statuses[..10], [400; 10], "{statuses:?}");
+    assert_eq!(statuses[10], 429);
+    assert_eq!(last["error"], "temporarily_unavailable");
+}
+
+#[tokio::test]
+async fn an_untrusted_peer_cannot_pick_its_address_with_x_forwarded_for() {
+    let t = spawn_app_with(|c| {
+        c["limits"] = json!({ "new_logins_per_ip": 2, "trusted_proxies": ["192.0.2.1"] });
+    })
+    .await;
+    // Loopback is not trusted now, so every forged address is still 127.0.0.1.
+    assert_eq!(get_as(&t, &authorize(&t), "10.0.0.1").await.status(), 200);
+    assert_eq!(get_as(&t, &authorize(&t), "10.0.0.2").await.status(), 200);
+    assert_eq!(get_as(&t, &authorize(&t), "10.0.0.3").await.status(), 429);
+}
