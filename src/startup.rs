@@ -207,6 +207,8 @@ impl Application {
             flow,
             pages: Arc::new(pages),
             limiter: Arc::new(crate::http::RateLimiter::new(&config.limits, deps.clock.clone())),
+            // A poll may wait for a PIN check and then two parallel plex.tv calls.
+            request_deadline: config.plex.request_timeout * 2 + Duration::from_secs(10),
             cookie: CookieSettings::for_issuer(
                 config.issuer.starts_with("https://"),
                 LOGIN_TTL,
@@ -379,7 +381,12 @@ async fn spawn_server(
         addr: listen,
         source,
     })?;
-    let server = Server::new(acceptor);
+    let mut server = Server::new(acceptor);
+    // Slow-loris and header floods: headers must arrive within 10 s and fit in 64 KiB.
+    server
+        .http1_mut()
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024);
     let handle = server.handle();
     let task = tokio::spawn(async move { server.serve(service).await });
     Ok((addr, handle, task))

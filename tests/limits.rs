@@ -116,3 +116,19 @@ async fn an_untrusted_peer_cannot_pick_its_address_with_x_forwarded_for() {
     assert_eq!(get_as(&t, &authorize(&t), "10.0.0.2").await.status(), 200);
     assert_eq!(get_as(&t, &authorize(&t), "10.0.0.3").await.status(), 429);
 }
+
+#[tokio::test]
+async fn oversized_headers_are_refused_and_the_server_keeps_serving() {
+    let t = tight().await;
+    let res = t
+        .http
+        .get(t.url("/healthz"))
+        .header("x-junk", "a".repeat(100 * 1024))
+        .send()
+        .await;
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 431, "too large headers");
+    }
+    let ok = t.http.get(t.url("/healthz")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+}

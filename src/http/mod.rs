@@ -67,6 +67,8 @@ pub struct AppState {
     pub cookie: CookieSettings,
     pub state_dir: PathBuf,
     pub limiter: Arc<RateLimiter>,
+    /// No request may take longer (a stuck upstream must not pin connections for ever).
+    pub request_deadline: Duration,
     /// Renders `/metrics` when the exporter is installed on the main listener.
     pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
@@ -85,6 +87,31 @@ impl Handler for Inject {
     ) {
         depot.insert_typed(self.0.pages.clone());
         depot.insert_typed(self.0.clone());
+    }
+}
+
+/// Answers 503 when a request outlives its deadline; the handler's future is dropped, so nothing it held
+/// stays blocked.
+struct Deadline(Duration);
+
+#[salvo::async_trait]
+impl Handler for Deadline {
+    async fn handle(
+        &self,
+        req: &mut Request,
+        depot: &mut Depot,
+        res: &mut Response,
+        ctrl: &mut FlowCtrl,
+    ) {
+        if tokio::time::timeout(self.0, ctrl.call_next(req, depot, res))
+            .await
+            .is_err()
+        {
+            tracing::warn!(path = %req.uri().path(), "request exceeded its deadline");
+            res.status_code(StatusCode::SERVICE_UNAVAILABLE);
+            res.render(Text::Plain("the request took too long; try again"));
+            ctrl.skip_rest();
+        }
     }
 }
 
@@ -185,7 +212,8 @@ pub fn service(state: Arc<AppState>, base_path: &str) -> Service {
     } else {
         Router::with_path(trimmed.to_owned()).push(routes)
     };
-    Service::new(Router::new().hoop(Inject(state)).push(root))
+    let deadline = Deadline(state.request_deadline);
+    Service::new(Router::new().hoop(Inject(state)).hoop(deadline).push(root))
         .hoop(middleware::Common::new(base_path))
         .catcher(salvo::catcher::Catcher::default().hoop(middleware::plain_errors))
 }
