@@ -123,9 +123,10 @@ async fn oversized_headers_are_refused_and_the_server_keeps_serving() {
     let res = t
         .http
         .get(t.url("/healthz"))
-        .header("x-junk", "a".repeat(100 * 1024))
+        .header("x-junk", "a".repeat(1024 * 1024))
         .send()
         .await;
+    // hyper answers 431, or closes the connection before reqwest finished sending.
     if let Ok(res) = res {
         assert_eq!(res.status(), 431, "too large headers");
     }
