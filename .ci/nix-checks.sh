@@ -199,7 +199,7 @@ tomllib.load(open("examples/deploy/fly.toml", "rb"))
 for path in sorted(glob.glob("examples/deploy/kubernetes/*.yaml")):
     list(yaml.safe_load_all(open(path)))
 json.load(open("examples/deploy/config.json"))
-json.load(open("examples/deploy/grafana/plex-oidc.json"))
+json.load(open("examples/observability/plex-oidc-dashboard.json"))
 EOF
 }
 check "examples/deploy/ files parse with real TOML, YAML and JSON parsers" deploy_files_parse

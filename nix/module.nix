@@ -53,7 +53,7 @@ let
   dashboards = pkgs.linkFarm "plex-oidc-grafana-dashboards" [
     {
       name = "plex-oidc.json";
-      path = ../examples/deploy/grafana/plex-oidc.json;
+      path = ../examples/observability/plex-oidc-dashboard.json;
     }
   ];
 
@@ -220,7 +220,7 @@ in
       '';
     };
 
-    prometheus.enable = mkEnableOption "a scrape job for plex-oidc in this host's {option}`services.prometheus.scrapeConfigs`";
+    prometheus.enable = mkEnableOption "a scrape job for plex-oidc in this host's {option}`services.prometheus.scrapeConfigs`, and its alerting rules (examples/observability/alerts.yml) in {option}`services.prometheus.ruleFiles`";
 
     grafanaDashboard.enable = mkEnableOption "provisioning the plex-oidc dashboard into this host's Grafana";
   };
@@ -250,6 +250,7 @@ in
           static_configs = [ { targets = [ svc.scrapeTarget ]; } ];
         }
       ];
+      services.prometheus.ruleFiles = [ ../examples/observability/alerts.yml ];
     })
     (mkIf cfg.grafanaDashboard.enable {
       services.grafana.provision = {

@@ -55,6 +55,36 @@ pub enum Command {
     /// PHC string is printed. With --generate a random URL-safe secret (32 bytes) is made and both lines
     /// are printed, ready to paste.
     HashSecret(HashSecretArgs),
+    /// Rotate or list the signing keys published in the JWKS.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key: published from the next start, signing after --grace; the keys it
+    /// replaces leave the JWKS --retire-after later.
+    ///
+    /// Restart plex-oidc afterwards so relying parties can fetch the new key before it signs. Run it as
+    /// the service's user (or as root, which hands the new files to the owner of state_dir).
+    Rotate(RotateArgs),
+    /// List the signing keys and their state: published (not signing yet), active (signing), retiring
+    /// (verifies only), retired.
+    List(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// How long the new key is published before it signs, so relying parties' JWKS caches learn it
+    /// first.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = config::parse_duration)]
+    pub grace: std::time::Duration,
+    /// How long the replaced keys stay published after the new key signs; longer than the longest
+    /// id_token_ttl, so every token they signed still verifies until it expires.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = config::parse_duration)]
+    pub retire_after: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +259,56 @@ fn write_new_private_file(path: &Path, contents: &str) -> io::Result<()> {
         options.mode(0o600);
     }
     options.open(path)?.write_all(contents.as_bytes())
+}
+
+/// `plex-oidc keys rotate|list`: only `state_dir` of the configuration matters, but the whole file must
+/// be valid, as for `serve`.
+pub fn keys(command: &KeysCommand, now_unix: u64, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    use crate::keys::rotation;
+    let path = match command {
+        KeysCommand::Rotate(args) => &args.config.config,
+        KeysCommand::List(args) => &args.config,
+    };
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            report_config_errors(path, &errors, err);
+            return EXIT_CONFIG;
+        }
+    };
+    let done = match command {
+        KeysCommand::List(_) => rotation::list(&config.state_dir, now_unix)
+            .map(|statuses| rotation::write_list(&statuses, now_unix, out)),
+        KeysCommand::Rotate(args) => {
+            rotation::rotate(&config.state_dir, now_unix, args.grace, args.retire_after).map(
+                |rotation| {
+                    let mut warnings = rotation.warnings.clone();
+                    let longest = config.clients.iter().map(|c| c.id_token_ttl).max();
+                    if let Some(ttl) = longest.filter(|ttl| args.retire_after < *ttl) {
+                        warnings.push(format!(
+                            "--retire-after {} is shorter than the longest id_token_ttl ({}): ID \
+                             tokens of the replaced keys stop verifying before they expire",
+                            rotation::format_span(args.retire_after.as_secs()),
+                            rotation::format_span(ttl.as_secs())
+                        ));
+                    }
+                    rotation::write_rotation(&rotation, now_unix, out).and_then(|()| {
+                        warnings
+                            .iter()
+                            .try_for_each(|warning| writeln!(err, "warning: {warning}"))
+                    })
+                },
+            )
+        }
+    };
+    match done {
+        Ok(Ok(())) => 0,
+        Ok(Err(_)) => EXIT_FAILURE,
+        Err(e) => {
+            let _ = writeln!(err, "plex-oidc: {}", error_chain(&e));
+            EXIT_FAILURE
+        }
+    }
 }
 
 /// An error and its causes on one line, for the last words of a failed `serve`.

@@ -21,6 +21,15 @@ fn main() -> ExitCode {
         ),
         Command::Preview(args) => preview(&args.config.config, args.listen),
         Command::Schema => cli::schema(&mut std::io::stdout().lock()),
+        Command::Keys(command) => {
+            use plex_oidc::clock::Clock as _;
+            cli::keys(
+                &command,
+                plex_oidc::clock::SystemClock.unix_seconds(),
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )
+        }
         Command::HashSecret(args) => {
             let stdin = std::io::stdin();
             let interactive = stdin.is_terminal();

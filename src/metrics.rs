@@ -29,6 +29,8 @@ pub const TOKEN_DURATION: &str = "plex_oidc_token_duration_seconds";
 pub const HTTP_REQUESTS_TOTAL: &str = "plex_oidc_http_requests_total";
 /// `{route}`.
 pub const HTTP_REQUEST_DURATION: &str = "plex_oidc_http_request_duration_seconds";
+/// `{route}`: requests refused with 429 by our own per-client budgets.
+pub const RATE_LIMITED_TOTAL: &str = "plex_oidc_rate_limited_total";
 /// `{result}`: delivered, rejected, failed.
 pub const BACKCHANNEL_LOGOUTS_TOTAL: &str = "plex_oidc_backchannel_logouts_total";
 /// `{version}`, always 1.
@@ -96,7 +98,7 @@ pub fn install() -> PrometheusHandle {
             // A plain thread: the recorder outlives any one tokio runtime (tests start several).
             let _ = std::thread::Builder::new()
                 .name("metrics-upkeep".into())
-                .stack_size(64 * 1024)
+                .stack_size(256 * 1024)
                 .spawn(move || {
                     loop {
                         std::thread::sleep(UPKEEP_INTERVAL);
@@ -142,6 +144,10 @@ pub fn describe() {
         HTTP_REQUEST_DURATION,
         Unit::Seconds,
         "HTTP request handling time by route template"
+    );
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        "Requests refused with 429 because a client exceeded its request budget, by route template"
     );
     describe_counter!(
         BACKCHANNEL_LOGOUTS_TOTAL,

@@ -7,6 +7,7 @@
 //! only those.
 
 use std::io::IsTerminal as _;
+use std::time::Duration;
 
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
@@ -70,6 +71,28 @@ pub fn filter(env: Option<&str>, configured: Option<&str>) -> EnvFilter {
     configured
         .and_then(|level| EnvFilter::try_new(level).ok())
         .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER))
+}
+
+/// The audit event for a token request: which client got tokens for whom (or was refused), and how
+/// long it took; never a token, code or secret. `plex_user_id`/`plex_username` are empty when unknown.
+pub fn audit_token(
+    client_id: &str,
+    grant_type: &str,
+    result: &str,
+    plex_user_id: &str,
+    plex_username: &str,
+    duration: Duration,
+) {
+    tracing::info!(
+        target: "plex_oidc::audit",
+        event = "token",
+        client_id,
+        grant_type,
+        result,
+        plex_user_id,
+        plex_username,
+        duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+    );
 }
 
 /// What startup found out that `/readyz` reports (the rest it checks on each probe).
@@ -162,6 +185,37 @@ mod tests {
         assert_eq!(line["event"], "login", "flattened event fields: {line}");
         assert_eq!(line["result"], "success");
         assert_eq!(line["level"], "INFO");
+    }
+
+    #[test]
+    fn the_token_audit_event_names_client_user_result_and_duration() {
+        let buffer = Buffer::default();
+        let subscriber = subscriber(
+            EnvFilter::new("info"),
+            LogFormat::Json,
+            false,
+            buffer.clone(),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            audit_token(
+                "grafana",
+                "authorization_code",
+                "success",
+                "24810035",
+                "bob",
+                Duration::from_micros(2500),
+            );
+        });
+        let bytes = buffer.0.lock().unwrap().clone();
+        let line: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(line["target"], "plex_oidc::audit");
+        assert_eq!(line["event"], "token");
+        assert_eq!(line["client_id"], "grafana");
+        assert_eq!(line["grant_type"], "authorization_code");
+        assert_eq!(line["result"], "success");
+        assert_eq!(line["plex_user_id"], "24810035");
+        assert_eq!(line["plex_username"], "bob");
+        assert_eq!(line["duration_ms"], 2);
     }
 
     #[test]

@@ -135,21 +135,35 @@ fn valid_authorize(base: &str, state: u64) -> String {
 /// One flood request of the kind `n` picks.
 async fn flood_once(t: &TestApp, http: &reqwest::Client, junk: &mut Junk, n: u64, tally: &Tally) {
     let base = &t.base;
-    let basic = format!("Basic {}", STANDARD.encode(format!("grafana:{GRAFANA_SECRET}")));
+    let basic = format!(
+        "Basic {}",
+        STANDARD.encode(format!("grafana:{GRAFANA_SECRET}"))
+    );
     let cookie = format!("plex-oidc-login={}", "c".repeat(32));
     let (what, result) = match n % 12 {
-        0 | 1 => ("valid authorize", http.get(valid_authorize(base, junk.next())).send().await),
+        0 | 1 => (
+            "valid authorize",
+            http.get(valid_authorize(base, junk.next())).send().await,
+        ),
         2 => (
             "junk authorize",
-            http.get(format!("{base}/authorize?{}={}&client_id=grafana", junk.text(32), junk.text(256)))
-                .send()
-                .await,
+            http.get(format!(
+                "{base}/authorize?{}={}&client_id=grafana",
+                junk.text(32),
+                junk.text(256)
+            ))
+            .send()
+            .await,
         ),
         3 => (
             "oversized state",
-            http.get(format!("{}&state={}", valid_authorize(base, 0), "s".repeat(40 * 1024)))
-                .send()
-                .await,
+            http.get(format!(
+                "{}&state={}",
+                valid_authorize(base, 0),
+                "s".repeat(40 * 1024)
+            ))
+            .send()
+            .await,
         ),
         4 => (
             "junk authorize form",
@@ -187,7 +201,10 @@ async fn flood_once(t: &TestApp, http: &reqwest::Client, junk: &mut Junk, n: u64
             "junk code",
             http.post(format!("{base}/token"))
                 .header("authorization", &basic)
-                .form(&[("grant_type", "authorization_code"), ("code", &junk.text(64))])
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &junk.text(64)),
+                ])
                 .send()
                 .await,
         ),
@@ -230,7 +247,8 @@ async fn flood_once(t: &TestApp, http: &reqwest::Client, junk: &mut Junk, n: u64
             if status == 429 {
                 tally.throttled.fetch_add(1, Ordering::Relaxed);
             }
-            let (Some(login), Some(set_cookie)) = (attribute(&html, "data-login"), set_cookie) else {
+            let (Some(login), Some(set_cookie)) = (attribute(&html, "data-login"), set_cookie)
+            else {
                 return;
             };
             (
@@ -246,13 +264,19 @@ async fn flood_once(t: &TestApp, http: &reqwest::Client, junk: &mut Junk, n: u64
     tally.record(what, result).await;
 }
 
+/// How one normal sign-in ended, and how long it took.
+type Outcome = (Result<(), String>, Duration);
+
 /// Sends a request, and on 429 waits as `Retry-After` says (as the page does) until `deadline`.
 async fn patiently(
     deadline: Instant,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, String> {
     loop {
-        let res = build().send().await.map_err(|e| format!("transport: {e}"))?;
+        let res = build()
+            .send()
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
         if res.status() != 429 {
             return Ok(res);
         }
@@ -263,7 +287,9 @@ async fn patiently(
             .map_or(Duration::from_secs(1), Duration::from_secs)
             .max(Duration::from_millis(100));
         if Instant::now() + wait > deadline {
-            return Err(format!("throttled past the deadline (Retry-After {wait:?})"));
+            return Err(format!(
+                "throttled past the deadline (Retry-After {wait:?})"
+            ));
         }
         tokio::time::sleep(wait).await;
     }
@@ -293,11 +319,7 @@ async fn legitimate_login(t: &TestApp, http: &reqwest::Client, n: u64) -> Result
     let api = |path: &'static str| {
         let body = body.clone();
         let cookie = cookie.clone();
-        move || {
-            http.post(t.url(path))
-                .header("cookie", &cookie)
-                .json(&body)
-        }
+        move || http.post(t.url(path)).header("cookie", &cookie).json(&body)
     };
 
     let started = patiently(deadline, api("/login/start")).await?;
@@ -325,7 +347,10 @@ async fn legitimate_login(t: &TestApp, http: &reqwest::Client, n: u64) -> Result
         }
     }
     let continue_url = t.url(&format!("/login/continue?login={login}"));
-    let done = patiently(deadline, || http.get(&continue_url).header("cookie", &cookie)).await?;
+    let done = patiently(deadline, || {
+        http.get(&continue_url).header("cookie", &cookie)
+    })
+    .await?;
     let location = done
         .headers()
         .get("location")
@@ -372,7 +397,8 @@ async fn a_flood_of_junk_and_valid_requests_leaves_normal_logins_working_memory_
         flood.push(tokio::spawn(async move {
             let mut junk = Junk(0x9e37_79b9_7f4a_7c15 ^ (task as u64 + 1));
             let mut n = task as u64;
-            while Instant::now() < flood_until && tally.sent.load(Ordering::Relaxed) < MAX_REQUESTS {
+            while Instant::now() < flood_until && tally.sent.load(Ordering::Relaxed) < MAX_REQUESTS
+            {
                 let http = &clients[(junk.next() % clients.len() as u64) as usize];
                 flood_once(&t, http, &mut junk, n, &tally).await;
                 n += 1;
@@ -384,8 +410,12 @@ async fn a_flood_of_junk_and_valid_requests_leaves_normal_logins_working_memory_
     let readyz_failures = Arc::new(AtomicUsize::new(0));
     let readyz_checks = Arc::new(AtomicUsize::new(0));
     let watcher = {
-        let (t, peak, failures, checks) =
-            (t.clone(), peak_rss.clone(), readyz_failures.clone(), readyz_checks.clone());
+        let (t, peak, failures, checks) = (
+            t.clone(),
+            peak_rss.clone(),
+            readyz_failures.clone(),
+            readyz_checks.clone(),
+        );
         tokio::spawn(async move {
             let http = client_from(Ipv4Addr::new(127, 0, 0, 1));
             while Instant::now() < flood_until {
@@ -405,7 +435,7 @@ async fn a_flood_of_junk_and_valid_requests_leaves_normal_logins_working_memory_
 
     // Each person signs in from an address of their own, as people behind different connections do.
     let next_person = Arc::new(AtomicUsize::new(0));
-    let outcomes: Arc<Mutex<Vec<(Result<(), String>, Duration)>>> = Arc::default();
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let mut people = Vec::new();
     for _ in 0..LEGIT_TASKS {
         let (t, next, outcomes) = (t.clone(), next_person.clone(), outcomes.clone());
@@ -433,7 +463,10 @@ async fn a_flood_of_junk_and_valid_requests_leaves_normal_logins_working_memory_
     let outcomes = outcomes.lock().await;
     let succeeded = outcomes.iter().filter(|(r, _)| r.is_ok()).count();
     let slowest = outcomes.iter().map(|(_, d)| *d).max().unwrap_or_default();
-    let failures: Vec<&String> = outcomes.iter().filter_map(|(r, _)| r.as_ref().err()).collect();
+    let failures: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|(r, _)| r.as_ref().err())
+        .collect();
 
     println!(
         "load: {sent} flood requests in {:.1} s ({:.0}/s) from {FLOOD_TASKS} tasks over {FLOOD_ADDRESSES} addresses",
@@ -460,7 +493,10 @@ async fn a_flood_of_junk_and_valid_requests_leaves_normal_logins_working_memory_
         readyz_failures.load(Ordering::Relaxed)
     );
 
-    assert!(sent > 0 && sent <= MAX_REQUESTS + FLOOD_TASKS, "{sent} requests");
+    assert!(
+        sent > 0 && sent <= MAX_REQUESTS + FLOOD_TASKS,
+        "{sent} requests"
+    );
     assert_eq!(
         server_errors,
         0,
@@ -469,8 +505,15 @@ async fn a_flood_of_junk_and_valid_requests_leaves_normal_logins_working_memory_
     );
     assert_eq!(transport_errors, 0, "connections failed under load");
     assert!(!outcomes.is_empty(), "no sign-in ran during the flood");
-    assert!(failures.is_empty(), "sign-ins failed during the flood: {failures:?}");
-    assert_eq!(readyz_failures.load(Ordering::Relaxed), 0, "/readyz went red");
+    assert!(
+        failures.is_empty(),
+        "sign-ins failed during the flood: {failures:?}"
+    );
+    assert_eq!(
+        readyz_failures.load(Ordering::Relaxed),
+        0,
+        "/readyz went red"
+    );
     assert!(readyz_checks.load(Ordering::Relaxed) > 0);
     assert!(
         peak.saturating_sub(rss_before) < RSS_GROWTH_LIMIT_KIB,

@@ -14,3 +14,4 @@ mod protocol_errors;
 mod sessions;
 mod support;
 mod limits;
+mod keys_cli;

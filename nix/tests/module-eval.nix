@@ -262,7 +262,7 @@ let
         ];
     }
     {
-      name = "the Grafana dashboard is provisioned from examples/deploy/grafana";
+      name = "the Grafana dashboard is provisioned from examples/observability";
       ok =
         let
           provider = builtins.head exposed.services.grafana.provision.dashboards.settings.providers;

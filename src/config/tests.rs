@@ -609,7 +609,7 @@ fn schema_errors_and_semantic_errors_are_reported_together() {
     assert!(
         has(
             &lines,
-            "/unknown: unknown key \"unknown\" (known keys: access, clients, issuer, listen, log, metrics, plex, session, state_dir, theme)"
+            "/unknown: unknown key \"unknown\" (known keys: access, clients, issuer, limits, listen, log, metrics, plex, session, state_dir, theme)"
         ),
         "{lines:?}"
     );

@@ -123,6 +123,8 @@ impl LoginFlow {
             .await;
         match access {
             Access::Allowed(identity) => {
+                self.live_sessions
+                    .seen(&session.sid, session.expires_at, now);
                 session.identity = identity;
                 if !session.clients.contains(&request.client.id) {
                     session.clients.push(request.client.id.clone());
@@ -360,6 +362,7 @@ impl LoginFlow {
     }
 
     fn end_grants_quiet(&self, sid: &str) -> Vec<String> {
+        self.live_sessions.ended(sid);
         let mut clients = self.provider.end_session_grants(sid);
         clients.dedup();
         clients

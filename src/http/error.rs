@@ -80,7 +80,7 @@ pub(crate) fn userinfo_error(res: &mut Response, err: Option<&UserinfoError>) {
 }
 
 /// The page API's errors: JSON that always names the state the page should show.
-pub(crate) fn login_error(res: &mut Response, err: &LoginError) {
+pub(crate) fn login_error(res: &mut Response, err: &LoginError, request_id: &str) {
     let (status, state, message) = match err {
         LoginError::UnknownLogin => (
             StatusCode::NOT_FOUND,
@@ -103,7 +103,7 @@ pub(crate) fn login_error(res: &mut Response, err: &LoginError) {
     };
     no_store(res);
     res.status_code(status);
-    res.render(Json(json!({ "state": state, "message": message })));
+    res.render(Json(json!({ "state": state, "message": message, "request_id": request_id })));
 }
 
 /// A malformed page-API request (not JSON, missing field, too big).

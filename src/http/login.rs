@@ -63,7 +63,7 @@ pub(crate) async fn start(req: &mut Request, depot: &mut Depot, res: &mut Respon
                 "expires_in": started.expires_in,
             })));
         }
-        Err(e) => login_error(res, &e),
+        Err(e) => login_error(res, &e, &super::middleware::request_id(depot)),
     }
 }
 
@@ -97,7 +97,7 @@ pub(crate) async fn poll(req: &mut Request, depot: &mut Depot, res: &mut Respons
             no_store(res);
             res.render(Json(poll_json(&p)));
         }
-        Err(e) => login_error(res, &e),
+        Err(e) => login_error(res, &e, &super::middleware::request_id(depot)),
     }
 }
 

@@ -115,16 +115,15 @@ impl Handler for Common {
         )
         .increment(1);
         metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
-        if status.is_server_error() {
-            tracing::warn!(request_id = %id, route, status = status.as_u16(), "request failed");
-        } else {
-            tracing::debug!(
-                request_id = %id,
-                route,
-                status = status.as_u16(),
-                elapsed_ms = elapsed.as_secs_f64() * 1000.0,
-                "request served"
-            );
+        // Error pages show the request id, so what a person screenshots can be found at the default
+        // level; scanners' 404s and everything that went well only when asked for.
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        let status = status.as_u16();
+        match status {
+            500.. => tracing::warn!(request_id = %id, route, status, elapsed_ms, "request failed"),
+            404 | 405 => tracing::debug!(request_id = %id, route, status, "request refused"),
+            400.. => tracing::info!(request_id = %id, route, status, elapsed_ms, "request refused"),
+            _ => tracing::debug!(request_id = %id, route, status, elapsed_ms, "request served"),
         }
     }
 }

@@ -221,79 +221,65 @@ fn set_binding_cookie(app: &super::AppState, res: &mut Response, value: &str) {
 pub(crate) async fn token(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let started = Instant::now();
     let Some(app) = app(depot) else { return };
-    let (grant_type, result) = match token_response(req, &app).await {
-        Ok((grant_type, body)) => {
+    let (grant_type, client_id, outcome) = token_response(req, &app).await;
+    let (result, subject, username) = match outcome {
+        Ok(body) => {
             no_store(res);
-            res.render(Json(body));
-            (grant_type, "success")
+            res.render(Json(&body));
+            ("success", body.subject, body.username.unwrap_or_default())
         }
-        Err((grant_type, e)) => {
+        Err(e) => {
             token_error(res, &e);
-            (grant_type, e.code().as_str())
+            (e.code().as_str(), String::new(), String::new())
         }
     };
-    metrics::counter!("plex_oidc_token_requests_total", "grant_type" => grant_type, "result" => result)
+    metrics::counter!(crate::metrics::TOKEN_REQUESTS_TOTAL, "grant_type" => grant_type, "result" => result)
         .increment(1);
-    metrics::histogram!("plex_oidc_token_duration_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::metrics::TOKEN_DURATION).record(started.elapsed().as_secs_f64());
+    crate::telemetry::audit_token(
+        &client_id,
+        grant_type,
+        result,
+        &subject,
+        &username,
+        started.elapsed(),
+    );
 }
 
+/// Returns the grant type and claimed client id (for metrics and audit; never secret) with the outcome.
 async fn token_response(
     req: &mut Request,
     app: &super::AppState,
-) -> Result<(&'static str, crate::oidc::TokenResponse), (&'static str, TokenError)> {
+) -> (
+    &'static str,
+    String,
+    Result<crate::oidc::TokenResponse, TokenError>,
+) {
     let ip = app.limiter.client_ip(req);
-    let is_form = req
-        .content_type()
-        .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
-    if !is_form {
-        return Err((
-            "unknown",
-            TokenError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()),
-        ));
-    }
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = req
-        .payload_with_max_size(MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            (
-                "unknown",
-                TokenError::InvalidRequest(format!(
-                    "the body must be at most {MAX_BODY_BYTES} bytes"
-                )),
-            )
-        })?;
-    let form = Params::from_urlencoded(body).map_err(|e| ("unknown", param_error_to_token(e)))?;
+    let (credentials, form) = match client_form_unlimited(req).await {
+        Ok(parts) => parts,
+        Err(e) => return ("unknown", String::new(), Err(e)),
+    };
     let grant_type = match form.get("grant_type") {
         Ok(Some("authorization_code")) => "authorization_code",
         Ok(Some("refresh_token")) => "refresh_token",
         _ => "other",
     };
-    let credentials = ClientCredentials::from_request(authorization.as_deref(), &form)
-        .map_err(|e| (grant_type, e))?;
+    let client_id = credentials.client_id.clone();
     if let Err(wait) = app
         .limiter
-        .take(Budget::Token, &format!("{}|{ip}", credentials.client_id))
+        .take(Budget::Token, &format!("{client_id}|{ip}"))
     {
-        return Err((grant_type, TokenError::RateLimited(wait)));
+        return (grant_type, client_id, Err(TokenError::RateLimited(wait)));
     }
-    app.flow
-        .token(&credentials, &form)
-        .await
-        .map(|r| (grant_type, r))
-        .map_err(|e| (grant_type, e))
+    let outcome = app.flow.token(&credentials, &form).await;
+    (grant_type, client_id, outcome)
 }
 
 /// The client's credentials and the form of an authenticated protocol POST (token, revoke, introspect).
-async fn client_form(
+async fn client_form_unlimited(
     req: &mut Request,
-    app: &super::AppState,
 ) -> Result<(ClientCredentials, Params), TokenError> {
-    let ip = app.limiter.client_ip(req);
     let is_form = req
         .content_type()
         .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
@@ -315,6 +301,16 @@ async fn client_form(
         })?;
     let form = Params::from_urlencoded(body).map_err(param_error_to_token)?;
     let credentials = ClientCredentials::from_request(authorization.as_deref(), &form)?;
+    Ok((credentials, form))
+}
+
+/// As [`client_form_unlimited`], spending one request of the client's budget.
+async fn client_form(
+    req: &mut Request,
+    app: &super::AppState,
+) -> Result<(ClientCredentials, Params), TokenError> {
+    let ip = app.limiter.client_ip(req);
+    let (credentials, form) = client_form_unlimited(req).await?;
     app.limiter
         .take(Budget::Token, &format!("{}|{ip}", credentials.client_id))
         .map_err(TokenError::RateLimited)?;

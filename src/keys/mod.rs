@@ -2,11 +2,14 @@
 //!
 //! All crypto is aws-lc-rs. The private key lives in `state_dir/signing-key.pk8` (PKCS#8 DER); a corrupt
 //! file is an error, never silently replaced, because a new key would invalidate every issued token.
+//! After `plex-oidc keys rotate`, `state_dir/keys.json` schedules several keys instead ([`rotation`]).
 
+pub mod rotation;
 pub(crate) mod secret_file;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::encoding::AsDer as _;
@@ -43,6 +46,33 @@ pub enum KeyError {
         path.display()
     )]
     InvalidKey { path: PathBuf, reason: String },
+    #[error(
+        "{} does not hold the signing key keys.json lists ({reason}); restore it from a backup",
+        path.display()
+    )]
+    InvalidListedKey { path: PathBuf, reason: String },
+    #[error(
+        "{} is listed in keys.json (key {kid}) but missing; restore it from a backup",
+        path.display()
+    )]
+    MissingKeyFile { path: PathBuf, kid: String },
+    #[error(
+        "{} is not a valid key manifest ({reason}); restore it from a backup",
+        path.display()
+    )]
+    InvalidManifest { path: PathBuf, reason: String },
+    #[error(
+        "{} is missing but {} holds rotated signing keys; restore it from a backup (if `plex-oidc keys \
+         rotate` was interrupted, delete the key files it left instead)",
+        path.display(),
+        keys_dir.display()
+    )]
+    ManifestMissing { path: PathBuf, keys_dir: PathBuf },
+    #[error(
+        "every key in {} is retired; run `plex-oidc keys rotate` to add one that signs at once",
+        path.display()
+    )]
+    NoLiveKey { path: PathBuf },
     #[error("not a usable RSA signing key: {0}")]
     Rejected(String),
     #[error("cannot generate an RSA signing key: {0}")]
@@ -90,15 +120,7 @@ impl SigningKey {
     /// RSA-2048 key and writes it atomically (0600; `state_dir` created 0700 if missing).
     /// Returns whether the key was generated.
     pub fn load_or_generate(state_dir: &Path) -> Result<(SigningKey, bool), KeyError> {
-        let path = state_dir.join(SIGNING_KEY_FILE);
-        if let Some(der) = secret_file::read(&path)? {
-            let key = SigningKey::from_pkcs8(&der).map_err(|e| KeyError::InvalidKey {
-                path,
-                reason: match e {
-                    KeyError::Rejected(reason) => reason,
-                    other => other.to_string(),
-                },
-            })?;
+        if let Some(key) = SigningKey::load(state_dir)? {
             return Ok((key, false));
         }
 
@@ -109,6 +131,23 @@ impl SigningKey {
             .map_err(|e| KeyError::Generate(format!("cannot encode as PKCS#8: {e}")))?;
         secret_file::write_atomically(state_dir, SIGNING_KEY_FILE, der.as_ref())?;
         Ok((SigningKey::from_pair(pair)?, true))
+    }
+
+    /// Loads `state_dir/signing-key.pk8`, or `None` if there is none.
+    fn load(state_dir: &Path) -> Result<Option<SigningKey>, KeyError> {
+        let path = state_dir.join(SIGNING_KEY_FILE);
+        let Some(der) = secret_file::read(&path)? else {
+            return Ok(None);
+        };
+        SigningKey::from_pkcs8(&der)
+            .map(Some)
+            .map_err(|e| KeyError::InvalidKey {
+                path,
+                reason: match e {
+                    KeyError::Rejected(reason) => reason,
+                    other => other.to_string(),
+                },
+            })
     }
 
     pub fn from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyError> {
@@ -260,11 +299,16 @@ fn jwk_thumbprint(n_b64: &str, e_b64: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest(&SHA256, canonical.as_bytes()))
 }
 
-/// The published keys and the one that signs. One key for now; rotation will publish the next key
-/// before it signs and keep the previous one until its tokens have expired.
+/// The published keys and the one that signs.
+///
+/// Keys are held in creation order with the second from which each may sign; the signer is the last
+/// key whose activation has passed, picked per call, so a rotated key takes over at its time without a
+/// restart. Which keys are published is decided at load: a key retires at the first start after its
+/// `retire_at`.
 pub struct KeySet {
     keys: Vec<SigningKey>,
-    active: usize,
+    /// Unix seconds, parallel to `keys`.
+    active_from: Vec<u64>,
     jwks_json: String,
 }
 
@@ -272,31 +316,75 @@ impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeySet")
             .field("keys", &self.keys)
-            .field("active", &self.keys[self.active].kid)
+            .field("active_from", &self.active_from)
+            .field("signer", &self.signer().kid)
             .finish()
     }
 }
 
 impl KeySet {
+    /// The keys of `state_dir` as of now; see [`KeySet::load_at`].
     pub fn load_or_generate(state_dir: &Path) -> Result<(KeySet, bool), KeyError> {
-        let (key, generated) = SigningKey::load_or_generate(state_dir)?;
-        Ok((KeySet::from_signer(key), generated))
+        KeySet::load_at(state_dir, unix_now())
+    }
+
+    /// With a `keys.json`: every listed key not retired at `now_unix` (a missing or damaged file is an
+    /// error naming it). Without one, the legacy single key `signing-key.pk8`, generated if missing.
+    /// Returns whether a key was generated.
+    pub fn load_at(state_dir: &Path, now_unix: u64) -> Result<(KeySet, bool), KeyError> {
+        let Some(entries) = rotation::read_manifest(state_dir)? else {
+            let (key, generated) = SigningKey::load_or_generate(state_dir)?;
+            return Ok((KeySet::from_signer(key), generated));
+        };
+        let live = rotation::load_live(state_dir, &entries, now_unix)?;
+        let keys = KeySet::scheduled(live).ok_or_else(|| KeyError::NoLiveKey {
+            path: state_dir.join(rotation::MANIFEST_FILE),
+        })?;
+        tracing::info!(
+            published = ?keys.keys.iter().map(SigningKey::kid).collect::<Vec<_>>(),
+            signer = keys.signer_at(now_unix).kid(),
+            "loaded the signing keys of {}",
+            rotation::MANIFEST_FILE
+        );
+        Ok((keys, false))
     }
 
     /// A key set that publishes and signs with `signer` alone (tests, and keys held outside a state dir).
     pub fn from_signer(signer: SigningKey) -> KeySet {
-        let keys = vec![signer];
+        KeySet::build(vec![signer], vec![0])
+    }
+
+    /// `(active_from, key)` pairs in creation order; `None` if empty.
+    fn scheduled(keys: Vec<(u64, SigningKey)>) -> Option<KeySet> {
+        if keys.is_empty() {
+            return None;
+        }
+        let (active_from, keys) = keys.into_iter().unzip();
+        Some(KeySet::build(keys, active_from))
+    }
+
+    fn build(keys: Vec<SigningKey>, active_from: Vec<u64>) -> KeySet {
         let jwks: Vec<Value> = keys.iter().map(SigningKey::public_jwk).collect();
         let jwks_json = json!({ "keys": jwks }).to_string();
         KeySet {
             keys,
-            active: 0,
+            active_from,
             jwks_json,
         }
     }
 
+    /// The key that signs now (system time).
     pub fn signer(&self) -> &SigningKey {
-        &self.keys[self.active]
+        match self.keys.as_slice() {
+            [only] => only,
+            _ => self.signer_at(unix_now()),
+        }
+    }
+
+    /// The key that signs at `now_unix`: the last one whose `active_from` has passed (the earliest to
+    /// activate if none has).
+    pub fn signer_at(&self, now_unix: u64) -> &SigningKey {
+        &self.keys[rotation::signer_index(&self.active_from, now_unix)]
     }
 
     /// `{"keys":[...]}`, serialized once at construction.
@@ -318,6 +406,12 @@ impl KeySet {
         };
         key.verify_parsed(&jws)
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// OIDC `at_hash` / `c_hash` for RS256: base64url of the left half of SHA-256(value)

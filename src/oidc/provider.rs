@@ -108,6 +108,11 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// For the audit log, never sent.
+    #[serde(skip)]
+    pub subject: String,
+    #[serde(skip)]
+    pub username: Option<String>,
 }
 
 /// The parts of a verified `id_token_hint` logout needs.
@@ -612,7 +617,7 @@ impl Provider {
         };
         let id_token = self
             .keys
-            .signer()
+            .signer_at(now)
             .sign_jwt(&id_claims)
             .map_err(|e| TokenError::Server(e.to_string()))?;
         Ok(TokenResponse {
@@ -622,6 +627,8 @@ impl Provider {
             id_token,
             scope: m.scopes.to_string(),
             refresh_token: None,
+            subject: m.identity.subject.clone(),
+            username: m.identity.preferred_username.clone(),
         })
     }
 
@@ -749,7 +756,7 @@ impl Provider {
             claims["sid"] = json!(sid);
         }
         self.keys
-            .signer()
+            .signer_at(now)
             .sign_jwt(&claims)
             .map_err(|e| TokenError::Server(e.to_string()))
     }
