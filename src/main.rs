@@ -105,7 +105,7 @@ fn serve(path: &Path, discard_corrupt_store: bool) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    match runtime.block_on(plex_oidc::startup::serve(config, discard_corrupt_store)) {
+    match runtime.block_on(plex_oidc::startup::serve(config, path, discard_corrupt_store)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("plex-oidc: {}", cli::error_chain(&e));

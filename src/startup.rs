@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -16,7 +16,7 @@ use crate::backchannel::BackchannelNotifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientAuth, Config};
 use crate::flow::{AccessChecker, FlowParts, LoginFlow, LoginSettings, SessionCodec};
-use crate::http::{AppState, CookieSettings, PageSettings, Pages};
+use crate::http::{AppState, CookieSettings, PageSettings, Pages, StateCell};
 use crate::keys::{KeyError, KeySet};
 use crate::oidc::{Client, ClientRegistry, ClientSecret, Provider, ProviderSettings};
 use crate::plex::{PlexClient, PlexClientSettings, PlexError};
@@ -27,7 +27,8 @@ use crate::store::{Store, StoreError};
 const PLEX_CLIENT_ID_FILE: &str = "plex-client-id";
 /// A Plex PIN made with `strong=true` lives 30 minutes; a pending login never outlives it.
 const LOGIN_TTL: Duration = Duration::from_secs(1800);
-const PENDING_LOGIN_CAPACITY: usize = 10_000;
+/// Accounts whose last Plex answer is remembered for the re-check interval.
+const ACCESS_CACHE_CAPACITY: usize = 10_000;
 const CODE_CAPACITY: usize = 10_000;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -92,139 +93,57 @@ pub struct Application {
     metrics_addr: Option<SocketAddr>,
     handle: ServerHandle,
     metrics_handle: Option<ServerHandle>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    cell: StateCell,
+    shared: Shared,
+}
+
+/// What lives as long as the process, across config reloads.
+struct Shared {
+    sealer: Arc<Sealer>,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    backchannel_backoff: Duration,
+    /// Set once the state cell exists; `/metrics` renders from whatever state is current.
+    cell: Arc<OnceLock<StateCell>>,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+    state_dir: std::path::PathBuf,
 }
 
 impl Application {
     pub async fn build(config: Config, deps: Dependencies) -> Result<Application, StartupError> {
         let started = Instant::now();
-        for warning in &config.warnings {
-            tracing::warn!("config: {warning}");
-        }
         ensure_state_dir(&config.state_dir)?;
-        let (keys, generated) = KeySet::load_or_generate(&config.state_dir)?;
-        if generated {
-            tracing::info!(kid = keys.signer().kid(), "generated a new signing key");
-        }
-        let readiness = crate::telemetry::Readiness {
-            keys_usable: keys_usable(&keys),
-        };
-        let sealer = Arc::new(Sealer::load_or_generate(&config.state_dir)?);
-        let store = Arc::new(Store::open(
-            &config.state_dir,
-            deps.clock.unix_seconds(),
-            deps.discard_corrupt_store,
-        )?);
-        let plex_client_id = match &config.plex.client_identifier {
-            Some(id) => id.clone(),
-            None => plex_client_identifier(&config.state_dir, deps.random.as_ref())?,
-        };
-        let plex = PlexClient::new(PlexClientSettings {
-            api_url: config.plex.api_url.clone(),
-            app_url: config.plex.app_url.clone(),
-            client_identifier: plex_client_id,
-            product: config.plex.product.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            request_timeout: config.plex.request_timeout,
-        })?
-        .with_clock(deps.clock.clone());
-
-        let registry = ClientRegistry::new(config.clients.iter().map(|c| Client {
-            id: c.client_id.clone(),
-            name: c.name.clone(),
-            secret: match &c.auth {
-                ClientAuth::Secret(s) => ClientSecret::plain(s.expose()),
-                ClientAuth::SecretHash(phc) => ClientSecret::argon2(phc.clone()),
-                ClientAuth::Public => ClientSecret::None,
-            },
-            redirect_uris: c.redirect_uris.clone(),
-            require_pkce: c.require_pkce,
-            access_token_ttl: c.access_token_ttl,
-            id_token_ttl: c.id_token_ttl,
-            refresh_tokens: c.refresh_tokens,
-            refresh_token_ttl: c.refresh_token_ttl,
-            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
-            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
-        }));
-        let provider = Arc::new(Provider::new(
-            ProviderSettings {
-                issuer: config.issuer.clone(),
-                code_capacity: CODE_CAPACITY,
-                extra_claims: vec!["plex_uuid".into()],
-            },
-            registry,
-            Arc::new(keys),
-            sealer.clone(),
-            store,
-            deps.clock.clone(),
-            deps.random.clone(),
-        ));
-        let base_url = config.issuer.trim_end_matches('/').to_owned();
-        let base_path = url::Url::parse(&config.issuer)
-            .map(|u| u.path().trim_end_matches('/').to_owned())
-            .unwrap_or_default();
-        let access = AccessChecker::new(
-            plex.clone(),
-            config.plex.server_id.clone(),
-            deps.clock.clone(),
-            config.access.recheck_interval.as_secs(),
-            config.access.outage_grace.as_secs(),
-            PENDING_LOGIN_CAPACITY,
-        );
-        let notifier = BackchannelNotifier::new(deps.backchannel_backoff)
-            .map_err(|e| StartupError::Backchannel(e.to_string()))?;
-        let flow = Arc::new(LoginFlow::new(FlowParts {
-            provider,
-            plex,
-            access,
-            sessions: SessionCodec::new(sealer),
-            notifier,
-            settings: LoginSettings {
-                server_id: config.plex.server_id.clone(),
-                base_url,
-                poll_interval: Duration::from_secs(1),
-                login_ttl: LOGIN_TTL,
-                capacity: config.limits.max_pending_logins,
-                session_ttl: config.session.ttl,
-            },
-            clock: deps.clock.clone(),
-            random: deps.random.clone(),
-        }));
-        let pages = load_pages(&config, &base_path)?;
-        let prometheus = prometheus_handle();
-        let render: Arc<dyn Fn() -> String + Send + Sync> = {
-            let flow = flow.clone();
-            Arc::new(move || {
-                let gauges = crate::metrics::ScrapeGauges {
-                    pending_logins: flow.sweep(),
-                    live_sessions: flow.live_sessions(),
-                    refresh_grants: flow.provider().store().family_count(),
-                };
-                crate::metrics::render(&prometheus, &gauges)
-            })
-        };
-        let state = Arc::new(AppState {
-            flow,
-            pages: Arc::new(pages),
-            limiter: Arc::new(crate::http::RateLimiter::new(&config.limits, deps.clock.clone())),
-            // A poll may wait for a PIN check and then two parallel plex.tv calls.
-            request_deadline: config.plex.request_timeout * 2 + Duration::from_secs(10),
-            cookie: CookieSettings::for_issuer(
-                config.issuer.starts_with("https://"),
-                LOGIN_TTL,
-                config.session.ttl,
-            ),
+        let shared = Shared {
+            sealer: Arc::new(Sealer::load_or_generate(&config.state_dir)?),
+            store: Arc::new(Store::open(
+                &config.state_dir,
+                deps.clock.unix_seconds(),
+                deps.discard_corrupt_store,
+            )?),
+            clock: deps.clock,
+            random: deps.random,
+            backchannel_backoff: deps.backchannel_backoff,
+            cell: Arc::new(OnceLock::new()),
+            listen: config.listen,
+            metrics_listen: config.metrics.listen,
             state_dir: config.state_dir.clone(),
-            metrics: config.metrics.listen.is_none().then(|| render.clone()),
-        });
+        };
+        let state = build_state(&config, &shared, None)?;
+        let cell = StateCell::new(state);
+        let _ = shared.cell.set(cell.clone());
         metrics::gauge!(crate::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"))
             .set(1.0);
 
-        let service = crate::http::service(state, &base_path).hoop(InjectReadiness(readiness));
+        let service = crate::http::service(cell.clone(), &base_path(&config.issuer));
         let (addr, handle, task) = spawn_server(config.listen, service).await?;
         let (metrics_addr, metrics_handle) = match config.metrics.listen {
             Some(listen) => {
-                let service = Service::new(Router::with_path("metrics").get(MetricsOnly(render)));
+                let service = Service::new(
+                    Router::with_path("metrics").get(MetricsOnly(render_metrics(&shared.cell))),
+                );
                 let (addr, handle, _task) = spawn_server(listen, service).await?;
                 (Some(addr), Some(handle))
             }
@@ -241,8 +160,28 @@ impl Application {
             metrics_addr,
             handle,
             metrics_handle,
-            task,
+            task: Some(task),
+            cell,
+            shared,
         })
+    }
+
+    /// Swaps in a new configuration (SIGHUP). Pending sign-ins, codes, sessions and refresh tokens carry
+    /// over; keys are read again (after `keys rotate`). On error the running state stays untouched.
+    pub fn reload(&self, config: Config) -> Result<(), StartupError> {
+        if config.listen != self.shared.listen
+            || config.metrics.listen != self.shared.metrics_listen
+            || config.state_dir != self.shared.state_dir
+        {
+            tracing::warn!(
+                "listen, metrics.listen and state_dir changes take effect at the next restart"
+            );
+        }
+        let previous = self.cell.current();
+        let state = build_state(&config, &self.shared, Some(&previous))?;
+        self.cell.replace(state);
+        tracing::info!(issuer = %config.issuer, "configuration reloaded");
+        Ok(())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -261,9 +200,164 @@ impl Application {
         }
     }
 
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    pub async fn wait(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
+}
+
+fn base_path(issuer: &str) -> String {
+    url::Url::parse(issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
+/// Everything that follows from one configuration. With `previous`, the volatile state (pending sign-ins,
+/// codes, access answers, session count) is carried over so a reload is invisible to people.
+fn build_state(
+    config: &Config,
+    shared: &Shared,
+    previous: Option<&AppState>,
+) -> Result<Arc<AppState>, StartupError> {
+    for warning in &config.warnings {
+        tracing::warn!("config: {warning}");
+    }
+    let (keys, generated) = KeySet::load_or_generate(&config.state_dir)?;
+    if generated {
+        tracing::info!(
+            kid = keys.signer_at(shared.clock.unix_seconds()).kid(),
+            "generated a new signing key"
+        );
+    }
+    let readiness = crate::telemetry::Readiness {
+        keys_usable: keys_usable(&keys),
+    };
+    let plex_client_id = match &config.plex.client_identifier {
+        Some(id) => id.clone(),
+        None => plex_client_identifier(&config.state_dir, shared.random.as_ref())?,
+    };
+    let plex = PlexClient::new(PlexClientSettings {
+        api_url: config.plex.api_url.clone(),
+        app_url: config.plex.app_url.clone(),
+        client_identifier: plex_client_id,
+        product: config.plex.product.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        request_timeout: config.plex.request_timeout,
+    })?
+    .with_clock(shared.clock.clone());
+
+    let registry = ClientRegistry::new(config.clients.iter().map(|c| Client {
+        id: c.client_id.clone(),
+        name: c.name.clone(),
+        secret: match &c.auth {
+            ClientAuth::Secret(s) => ClientSecret::plain(s.expose()),
+            ClientAuth::SecretHash(phc) => ClientSecret::argon2(phc.clone()),
+            ClientAuth::Public => ClientSecret::None,
+        },
+        redirect_uris: c.redirect_uris.clone(),
+        require_pkce: c.require_pkce,
+        access_token_ttl: c.access_token_ttl,
+        id_token_ttl: c.id_token_ttl,
+        refresh_tokens: c.refresh_tokens,
+        refresh_token_ttl: c.refresh_token_ttl,
+        post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+        backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+    }));
+    let mut provider = Provider::new(
+        ProviderSettings {
+            issuer: config.issuer.clone(),
+            code_capacity: CODE_CAPACITY,
+            extra_claims: vec!["plex_uuid".into()],
+        },
+        registry,
+        Arc::new(keys),
+        shared.sealer.clone(),
+        shared.store.clone(),
+        shared.clock.clone(),
+        shared.random.clone(),
+    );
+    if let Some(previous) = previous {
+        provider = provider.adopt_state_of(previous.flow.provider());
+    }
+    let base_path = base_path(&config.issuer);
+    let mut access = AccessChecker::new(
+        plex.clone(),
+        config.plex.server_id.clone(),
+        shared.clock.clone(),
+        config.access.recheck_interval.as_secs(),
+        config.access.outage_grace.as_secs(),
+        ACCESS_CACHE_CAPACITY,
+    );
+    if let Some(previous) = previous {
+        access = access.adopt_state_of(previous.flow.access_checker());
+    }
+    let notifier = BackchannelNotifier::new(shared.backchannel_backoff)
+        .map_err(|e| StartupError::Backchannel(e.to_string()))?;
+    let mut flow = LoginFlow::new(FlowParts {
+        provider: Arc::new(provider),
+        plex,
+        access,
+        sessions: SessionCodec::new(shared.sealer.clone()),
+        notifier,
+        settings: LoginSettings {
+            server_id: config.plex.server_id.clone(),
+            base_url: config.issuer.trim_end_matches('/').to_owned(),
+            poll_interval: Duration::from_secs(1),
+            login_ttl: LOGIN_TTL,
+            capacity: config.limits.max_pending_logins,
+            session_ttl: config.session.ttl,
+        },
+        clock: shared.clock.clone(),
+        random: shared.random.clone(),
+    });
+    if let Some(previous) = previous {
+        flow = flow.adopt_state_of(&previous.flow);
+    }
+    let pages = load_pages(config, &base_path)?;
+    Ok(Arc::new(AppState {
+        flow: Arc::new(flow),
+        pages: Arc::new(pages),
+        limiter: Arc::new(crate::http::RateLimiter::new(
+            &config.limits,
+            shared.clock.clone(),
+        )),
+        readiness,
+        // A poll may wait for a PIN check and then two parallel plex.tv calls.
+        request_deadline: config.plex.request_timeout * 2 + Duration::from_secs(10),
+        cookie: CookieSettings::for_issuer(
+            config.issuer.starts_with("https://"),
+            LOGIN_TTL,
+            config.session.ttl,
+        ),
+        state_dir: config.state_dir.clone(),
+        metrics: config
+            .metrics
+            .listen
+            .is_none()
+            .then(|| render_metrics(&shared.cell)),
+    }))
+}
+
+/// Renders `/metrics` from the current state: the recorder plus gauges read at scrape time.
+fn render_metrics(cell: &Arc<OnceLock<StateCell>>) -> Arc<dyn Fn() -> String + Send + Sync> {
+    let prometheus = prometheus_handle();
+    let cell = cell.clone();
+    Arc::new(move || {
+        let gauges = match cell.get().map(StateCell::current) {
+            Some(state) => crate::metrics::ScrapeGauges {
+                pending_logins: state.flow.sweep(),
+                live_sessions: state.flow.live_sessions(),
+                refresh_grants: state.flow.provider().store().family_count(),
+            },
+            None => crate::metrics::ScrapeGauges {
+                pending_logins: 0,
+                live_sessions: 0,
+                refresh_grants: 0,
+            },
+        };
+        crate::metrics::render(&prometheus, &gauges)
+    })
 }
 
 /// The page files (embedded, then `theme.dir`) and the values every page shows.
@@ -318,26 +412,68 @@ pub async fn preview(config: Config, listen: SocketAddr) -> Result<(), StartupEr
     Ok(())
 }
 
-/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn serve(config: Config, discard_corrupt_store: bool) -> Result<(), StartupError> {
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP reloads `config_path`.
+pub async fn serve(
+    config: Config,
+    config_path: &Path,
+    discard_corrupt_store: bool,
+) -> Result<(), StartupError> {
     let deps = Dependencies {
         discard_corrupt_store,
         ..Dependencies::default()
     };
-    let app = Application::build(config, deps).await?;
+    let mut app = Application::build(config, deps).await?;
+    let task = app.task.take();
     let handle = app.handle.clone();
     let metrics_handle = app.metrics_handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!("shutting down: no new connections, in-flight requests may finish");
         handle.stop_graceful(Some(SHUTDOWN_GRACE));
         if let Some(h) = metrics_handle {
             h.stop_graceful(Some(SHUTDOWN_GRACE));
         }
     });
-    app.wait().await;
+    spawn_reload_on_hangup(Arc::new(app), config_path.to_path_buf());
+    // Every acknowledged write to the grant store was fsynced before it was answered, so there is
+    // nothing to flush once the server has drained.
+    if let Some(task) = task {
+        let _ = task.await;
+    }
     Ok(())
 }
+
+#[cfg(unix)]
+fn spawn_reload_on_hangup(app: Arc<Application>, path: std::path::PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match Config::load(&path) {
+                Ok(config) => {
+                    if let Err(e) = app.reload(config) {
+                        tracing::error!(error = %e, "reload failed; the previous configuration keeps serving");
+                    }
+                }
+                Err(errors) => {
+                    for e in &errors.0 {
+                        tracing::error!(path = %e.path, "{}", e.message);
+                    }
+                    tracing::error!(
+                        errors = errors.0.len(),
+                        "the new configuration has errors; the previous one keeps serving"
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_reload_on_hangup(_app: Arc<Application>, _path: std::path::PathBuf) {}
 
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -430,22 +566,6 @@ fn keys_usable(keys: &KeySet) -> bool {
         tracing::error!("the signing key cannot make a signature that verifies; not ready");
     }
     usable
-}
-
-/// Puts what startup learnt about readiness into every request's depot, for `/readyz`.
-struct InjectReadiness(crate::telemetry::Readiness);
-
-#[salvo::async_trait]
-impl salvo::Handler for InjectReadiness {
-    async fn handle(
-        &self,
-        _req: &mut salvo::Request,
-        depot: &mut salvo::Depot,
-        _res: &mut salvo::Response,
-        _ctrl: &mut salvo::FlowCtrl,
-    ) {
-        depot.insert_typed(self.0);
-    }
 }
 
 fn ensure_state_dir(dir: &Path) -> Result<(), StartupError> {

@@ -272,6 +272,81 @@ async fn a_rate_limited_pin_check_waits_at_least_as_long_as_plex_asks() {
     assert_completes(&t, &page, "rate limited").await;
 }
 
+/// On one thread (the test runtime runs the server, the fake and the clients): anything that blocked
+/// the thread while waiting on plex.tv would stall every other request here.
+#[tokio::test]
+async fn while_sign_ins_wait_on_a_slow_plex_every_other_request_is_answered_at_once() {
+    let t = spawn_app_with(with_short_timeout).await;
+    let pages = open_pages(&t, 8).await;
+    t.plex.set_latency(PLEX_TIMEOUT * 3);
+
+    let began = Instant::now();
+    let stuck: Vec<_> = pages
+        .into_iter()
+        .map(|page| {
+            let (http, url, cookie, login) = (
+                t.http.clone(),
+                t.url("/login/start"),
+                page.cookie,
+                page.login_id,
+            );
+            tokio::spawn(async move {
+                let res = http
+                    .post(url)
+                    .header("cookie", cookie)
+                    .json(&json!({ "login": login }))
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), began.elapsed())
+            })
+        })
+        .collect();
+    // Give the sign-ins time to reach plex.tv and hang there.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/.well-known/openid-configuration",
+        "/jwks",
+    ] {
+        let (res, took) = timed(t.http.get(t.url(path)).send()).await;
+        assert_eq!(res.unwrap().status(), 200, "{path}");
+        // Answered before any of the stuck plex.tv calls could have given up.
+        assert!(
+            took < PLEX_TIMEOUT / 2,
+            "{path} waited {took:?} behind a slow plex.tv"
+        );
+    }
+    let (page, took) = timed(t.open_page(&grafana(&t))).await;
+    assert!(!page.login_id.is_empty());
+    assert!(
+        took < PLEX_TIMEOUT / 2,
+        "a new sign-in page waited {took:?}"
+    );
+
+    for task in stuck {
+        let (status, after) = task.await.unwrap();
+        assert_eq!(
+            status, 503,
+            "a start that timed out upstream is unavailable"
+        );
+        assert!(
+            after >= PLEX_TIMEOUT,
+            "gave up after {after:?}, before the timeout"
+        );
+        assert!(after < answer_bound(), "answered after {after:?}");
+    }
+}
+
+async fn open_pages(t: &TestApp, n: usize) -> Vec<PageLogin> {
+    let mut pages = Vec::new();
+    for _ in 0..n {
+        pages.push(t.open_page(&grafana(t)).await);
+    }
+    pages
+}
+
 /// A plex.tv stand-in on loopback that sends the account calls (`/api/v2/user`, `/api/v2/resources`)
 /// to one fake and everything else to another, so the account step can fail while PINs work. Each
 /// request gets a connection of its own (`Connection: close`), so each is routed by its own path.

@@ -15,3 +15,4 @@ mod sessions;
 mod support;
 mod limits;
 mod keys_cli;
+mod lifecycle;

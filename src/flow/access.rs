@@ -36,7 +36,7 @@ pub struct AccessChecker {
     clock: Arc<dyn Clock>,
     recheck_interval: u64,
     outage_grace: u64,
-    cache: Cache<String, Record>,
+    cache: Arc<Cache<String, Record>>,
 }
 
 impl AccessChecker {
@@ -54,8 +54,14 @@ impl AccessChecker {
             clock,
             recheck_interval,
             outage_grace,
-            cache: Cache::new(capacity.max(16)),
+            cache: Arc::new(Cache::new(capacity.max(16))),
         }
+    }
+
+    /// Keeps `previous`'s answers (config reload).
+    pub fn adopt_state_of(mut self, previous: &AccessChecker) -> AccessChecker {
+        self.cache = previous.cache.clone();
+        self
     }
 
     pub fn plex(&self) -> &PlexClient {

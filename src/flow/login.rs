@@ -157,8 +157,8 @@ pub struct LoginFlow {
     pub(super) settings: LoginSettings,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) random: Arc<dyn Random>,
-    pending: Cache<String, Arc<PendingLogin>>,
-    pub(super) live_sessions: LiveSessions,
+    pending: Arc<Cache<String, Arc<PendingLogin>>>,
+    pub(super) live_sessions: Arc<LiveSessions>,
 }
 
 /// What the flow is built from.
@@ -175,7 +175,7 @@ pub struct FlowParts {
 
 impl LoginFlow {
     pub fn new(parts: FlowParts) -> LoginFlow {
-        let pending = Cache::new(parts.settings.capacity.max(16));
+        let pending = Arc::new(Cache::new(parts.settings.capacity.max(16)));
         LoginFlow {
             provider: parts.provider,
             plex: parts.plex,
@@ -186,12 +186,24 @@ impl LoginFlow {
             clock: parts.clock,
             random: parts.random,
             pending,
-            live_sessions: LiveSessions::new(LIVE_SESSIONS_CAPACITY),
+            live_sessions: Arc::new(LiveSessions::new(LIVE_SESSIONS_CAPACITY)),
         }
+    }
+
+    /// Carries `previous`'s pending sign-ins and session count over (config reload), so nobody halfway
+    /// through a sign-in notices. Their authorization requests keep the client settings they began with.
+    pub fn adopt_state_of(mut self, previous: &LoginFlow) -> LoginFlow {
+        self.pending = previous.pending.clone();
+        self.live_sessions = previous.live_sessions.clone();
+        self
     }
 
     pub fn provider(&self) -> &Provider {
         &self.provider
+    }
+
+    pub fn access_checker(&self) -> &AccessChecker {
+        &self.access
     }
 
     /// Pending logins held (including ones that ended but were not yet evicted).

@@ -103,7 +103,9 @@ pub(crate) fn login_error(res: &mut Response, err: &LoginError, request_id: &str
     };
     no_store(res);
     res.status_code(status);
-    res.render(Json(json!({ "state": state, "message": message, "request_id": request_id })));
+    res.render(Json(
+        json!({ "state": state, "message": message, "request_id": request_id }),
+    ));
 }
 
 /// A malformed page-API request (not JSON, missing field, too big).

@@ -67,35 +67,38 @@ pub struct AppState {
     pub cookie: CookieSettings,
     pub state_dir: PathBuf,
     pub limiter: Arc<RateLimiter>,
+    pub readiness: crate::telemetry::Readiness,
     /// No request may take longer (a stuck upstream must not pin connections for ever).
     pub request_deadline: Duration,
     /// Renders `/metrics` when the exporter is installed on the main listener.
     pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
-/// Puts the shared state into every request's depot.
-struct Inject(Arc<AppState>);
+/// The state requests see. A config reload builds a new one and swaps it in whole; a request keeps the
+/// state it started with.
+#[derive(Clone)]
+pub struct StateCell(Arc<std::sync::RwLock<Arc<AppState>>>);
 
-#[salvo::async_trait]
-impl Handler for Inject {
-    async fn handle(
-        &self,
-        _req: &mut Request,
-        depot: &mut Depot,
-        _res: &mut Response,
-        _ctrl: &mut FlowCtrl,
-    ) {
-        depot.insert_typed(self.0.pages.clone());
-        depot.insert_typed(self.0.clone());
+impl StateCell {
+    pub fn new(state: Arc<AppState>) -> StateCell {
+        StateCell(Arc::new(std::sync::RwLock::new(state)))
+    }
+
+    pub fn current(&self) -> Arc<AppState> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, state: Arc<AppState>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = state;
     }
 }
 
-/// Answers 503 when a request outlives its deadline; the handler's future is dropped, so nothing it held
-/// stays blocked.
-struct Deadline(Duration);
+/// Puts the current state into every request's depot, and answers 503 when a request outlives its
+/// deadline (the handler's future is dropped, so nothing it held stays blocked).
+struct Inject(StateCell);
 
 #[salvo::async_trait]
-impl Handler for Deadline {
+impl Handler for Inject {
     async fn handle(
         &self,
         req: &mut Request,
@@ -103,7 +106,12 @@ impl Handler for Deadline {
         res: &mut Response,
         ctrl: &mut FlowCtrl,
     ) {
-        if tokio::time::timeout(self.0, ctrl.call_next(req, depot, res))
+        let state = self.0.current();
+        let deadline = state.request_deadline;
+        depot.insert_typed(state.pages.clone());
+        depot.insert_typed(state.readiness);
+        depot.insert_typed(state);
+        if tokio::time::timeout(deadline, ctrl.call_next(req, depot, res))
             .await
             .is_err()
         {
@@ -154,12 +162,8 @@ pub(crate) fn app(depot: &Depot) -> Option<Arc<AppState>> {
 }
 
 /// The routes under the issuer's path (`base_path` is empty when the issuer has none).
-pub fn service(state: Arc<AppState>, base_path: &str) -> Service {
-    let budget = |route: &'static str, json: bool| rate_limit::LoginBudget {
-        limiter: state.limiter.clone(),
-        route,
-        json,
-    };
+pub fn service(state: StateCell, base_path: &str) -> Service {
+    let budget = |route: &'static str, json: bool| rate_limit::LoginBudget { route, json };
     let routes = Router::new()
         .push(Router::with_path(".well-known/openid-configuration").get(oidc::discovery))
         .push(Router::with_path("jwks").get(oidc::jwks))
@@ -212,8 +216,7 @@ pub fn service(state: Arc<AppState>, base_path: &str) -> Service {
     } else {
         Router::with_path(trimmed.to_owned()).push(routes)
     };
-    let deadline = Deadline(state.request_deadline);
-    Service::new(Router::new().hoop(Inject(state)).hoop(deadline).push(root))
+    Service::new(Router::new().hoop(Inject(state)).push(root))
         .hoop(middleware::Common::new(base_path))
         .catcher(salvo::catcher::Catcher::default().hoop(middleware::plain_errors))
 }

@@ -159,7 +159,6 @@ pub(crate) fn too_many(
 
 /// A hoop that spends one `Login` request of the client's budget.
 pub(crate) struct LoginBudget {
-    pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) route: &'static str,
     pub(crate) json: bool,
 }
@@ -173,8 +172,11 @@ impl Handler for LoginBudget {
         res: &mut Response,
         ctrl: &mut FlowCtrl,
     ) {
-        let ip = self.limiter.client_ip(req);
-        match self.limiter.take(Budget::Login, &ip) {
+        let Some(app) = super::app(depot) else {
+            return;
+        };
+        let ip = app.limiter.client_ip(req);
+        match app.limiter.take(Budget::Login, &ip) {
             Ok(()) => {
                 ctrl.call_next(req, depot, res).await;
             }

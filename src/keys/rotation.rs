@@ -28,8 +28,9 @@ pub const MANIFEST_FILE: &str = "keys.json";
 /// Directory inside the state directory that holds rotated keys as `<kid>.pk8`.
 pub const KEYS_DIR: &str = "keys";
 /// What makes a running server publish a rotated key.
-pub const RELOAD_HINT: &str = "Restart plex-oidc now: it reads the keys at start, and relying parties \
-                               can only learn the new key during the grace period if it is published.";
+pub const RELOAD_HINT: &str = "Reload plex-oidc now (SIGHUP, `systemctl reload plex-oidc`) or restart it: \
+                               it reads the keys at start and on reload, and relying parties can only \
+                               learn the new key during the grace period if it is published.";
 
 /// One key in `keys.json`. Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -160,7 +160,7 @@ pub struct Provider {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
-    codes: Cache<String, Arc<CodeEntry>>,
+    codes: Arc<Cache<String, Arc<CodeEntry>>>,
     discovery_json: String,
 }
 
@@ -187,9 +187,15 @@ impl Provider {
             store,
             clock,
             random,
-            codes: Cache::new(settings.code_capacity.max(16)),
+            codes: Arc::new(Cache::new(settings.code_capacity.max(16))),
             discovery_json,
         }
+    }
+
+    /// Keeps the codes already issued by `previous` redeemable (config reload).
+    pub fn adopt_state_of(mut self, previous: &Provider) -> Provider {
+        self.codes = previous.codes.clone();
+        self
     }
 
     pub fn issuer(&self) -> &str {

@@ -7,10 +7,29 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 
 use super::app::{TestApp, attribute, pin_code_of};
-use super::fake_plex::Account;
+use super::fake_plex::{Account, FakePlex};
+
+/// A server the browser can talk to: in-process ([`TestApp`]) or a spawned binary.
+pub trait Target {
+    fn url(&self, path: &str) -> String;
+    fn http(&self) -> &reqwest::Client;
+    fn plex(&self) -> &FakePlex;
+}
+
+impl Target for TestApp {
+    fn url(&self, path: &str) -> String {
+        TestApp::url(self, path)
+    }
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+    fn plex(&self) -> &FakePlex {
+        &self.plex
+    }
+}
 
 pub struct Browser<'a> {
-    pub t: &'a TestApp,
+    pub t: &'a dyn Target,
     cookies: Mutex<HashMap<String, String>>,
 }
 
@@ -30,7 +49,7 @@ impl Visit {
 }
 
 impl<'a> Browser<'a> {
-    pub fn new(t: &'a TestApp) -> Browser<'a> {
+    pub fn new(t: &'a dyn Target) -> Browser<'a> {
         Browser {
             t,
             cookies: Mutex::new(HashMap::new()),
@@ -80,7 +99,7 @@ impl<'a> Browser<'a> {
     pub async fn get(&self, url: &str) -> Visit {
         let res = self
             .t
-            .http
+            .http()
             .get(url)
             .header("cookie", self.cookie_header())
             .send()
@@ -102,7 +121,7 @@ impl<'a> Browser<'a> {
     pub async fn api(&self, path: &str, body: Value) -> (u16, Value) {
         let res = self
             .t
-            .http
+            .http()
             .post(self.t.url(path))
             .header("cookie", self.cookie_header())
             .json(&body)
@@ -124,7 +143,7 @@ impl<'a> Browser<'a> {
         let (status, started) = self.api("/login/start", json!({ "login": login })).await;
         assert_eq!(status, 200, "{started}");
         let pin = pin_code_of(started["popup_url"].as_str().unwrap());
-        assert!(self.t.plex.approve(&pin, account));
+        assert!(self.t.plex().approve(&pin, account));
         let (_, polled) = self.api("/login/poll", json!({ "login": login })).await;
         assert_eq!(polled["state"], "approved", "{polled}");
         self.get(&self.t.url(&format!("/login/continue?login={login}")))
