@@ -87,7 +87,7 @@ fn rotate_with_no_grace_publishes_both_keys_and_signs_with_the_new_one() {
         out.contains(&format!("key {old} stops signing then")),
         "{out}"
     );
-    assert!(out.contains("Restart plex-oidc"), "{out}");
+    assert!(out.contains("Reload plex-oidc now (SIGHUP"), "{out}");
     assert_eq!(
         stderr(&rotate),
         "",

@@ -469,7 +469,10 @@ pub fn write_rotation(rotation: &Rotation, now: u64, out: &mut dyn Write) -> io:
     let new = &rotation.new;
     writeln!(out, "new signing key {}", new.kid)?;
     writeln!(out, "  file:  {}", rotation.path.display())?;
-    writeln!(out, "  JWKS:  published from the next start of plex-oidc")?;
+    writeln!(
+        out,
+        "  JWKS:  published from the next reload or start of plex-oidc"
+    )?;
     writeln!(
         out,
         "  signs: from {} ({})",
@@ -911,7 +914,7 @@ mod tests {
             )),
             "{out}"
         );
-        assert!(out.contains("Restart plex-oidc"), "{out}");
+        assert!(out.contains("Reload plex-oidc now"), "{out}");
     }
 
     #[test]
