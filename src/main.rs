@@ -55,34 +55,27 @@ fn main() -> ExitCode {
 }
 
 fn preview(path: &Path, listen: std::net::SocketAddr) -> u8 {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(errors) => {
-            cli::report_config_errors(path, &errors, &mut std::io::stderr().lock());
-            return EXIT_CONFIG;
-        }
-    };
-    plex_oidc::telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("plex-oidc: cannot start the async runtime: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-    match runtime.block_on(plex_oidc::startup::preview(config, listen)) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("plex-oidc: {}", cli::error_chain(&e));
-            EXIT_FAILURE
-        }
-    }
+    // One page server for one operator: a single thread is plenty.
+    run_service(path, 1, |config| {
+        plex_oidc::startup::preview(config, listen)
+    })
 }
 
 fn serve(path: &Path, discard_corrupt_store: bool) -> u8 {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, NonZeroUsize::get)
+        .min(MAX_WORKER_THREADS);
+    run_service(path, workers, |config| {
+        plex_oidc::startup::serve(config, path, discard_corrupt_store)
+    })
+}
+
+/// Loads the config (errors: all printed, exit 2), starts logging and the runtime, and runs `service`.
+fn run_service<F, Fut>(path: &Path, workers: usize, service: F) -> u8
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), plex_oidc::startup::StartupError>>,
+{
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(errors) => {
@@ -91,21 +84,24 @@ fn serve(path: &Path, discard_corrupt_store: bool) -> u8 {
         }
     };
     plex_oidc::telemetry::init(&config.log);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, NonZeroUsize::get)
-        .min(MAX_WORKER_THREADS);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
+    let built = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("plex-oidc: cannot start the async runtime: {e}");
             return EXIT_FAILURE;
         }
     };
-    match runtime.block_on(plex_oidc::startup::serve(config, path, discard_corrupt_store)) {
+    match runtime.block_on(service(config)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("plex-oidc: {}", cli::error_chain(&e));

@@ -156,19 +156,7 @@ pub(crate) fn authorize_error(
         | E::UnregisteredRedirectUri { .. }
         | E::MalformedRequest(_) => {
             tracing::info!(error = %err, "refused an authorization request");
-            let detail = err.to_string();
-            super::page::render_page(
-                app,
-                req,
-                depot,
-                res,
-                StatusCode::BAD_REQUEST,
-                super::page::PageView {
-                    state: "invalid",
-                    detail: &detail,
-                    ..Default::default()
-                },
-            );
+            super::page::render_invalid(app, req, depot, res, &err.to_string());
         }
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::error::{login_bad_request, login_error, no_store, redirect};
 use super::oidc::binding_cookie;
-use super::page::{PageView, render_page, render_template};
+use super::page::{PageView, render_page};
 use super::{MAX_BODY_BYTES, app};
 use crate::flow::{FinishOutcome, LoginError, PollResult};
 
@@ -154,6 +154,8 @@ pub(crate) async fn finish(req: &mut Request, depot: &mut Depot, res: &mut Respo
     }
 }
 
+/// Plex's `forwardUrl` in popup mode: the approval just happened, so check the PIN now, then show the
+/// small "return to the first window" page.
 #[handler]
 pub(crate) async fn popup_done(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let Some(app) = app(depot) else { return };
@@ -164,27 +166,5 @@ pub(crate) async fn popup_done(req: &mut Request, depot: &mut Depot, res: &mut R
     {
         app.flow.nudge(&login_id, &binding).await;
     }
-    render_template(
-        &app.pages,
-        req,
-        depot,
-        res,
-        StatusCode::OK,
-        "popup-done.html",
-        PageView::default(),
-    );
-}
-
-#[handler]
-pub(crate) async fn popup_wait(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    let Some(app) = app(depot) else { return };
-    render_template(
-        &app.pages,
-        req,
-        depot,
-        res,
-        StatusCode::OK,
-        "popup-wait.html",
-        PageView::default(),
-    );
+    super::preview::small_page(&app.pages, req, depot, res, "popup-done.html");
 }

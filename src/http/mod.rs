@@ -204,7 +204,7 @@ pub fn service(state: StateCell, base_path: &str) -> Service {
                         .get(login::finish),
                 )
                 .push(Router::with_path("popup-done").get(login::popup_done))
-                .push(Router::with_path("popup-wait").get(login::popup_wait)),
+                .push(Router::with_path("popup-wait").get(preview::popup_wait)),
         )
         .push(Router::with_path("assets/{**path}").get(static_files::asset))
         .push(Router::with_path("healthz").get(health::healthz))

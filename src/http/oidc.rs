@@ -6,7 +6,7 @@ use salvo::http::header::{self, HeaderValue};
 use salvo::prelude::*;
 
 use super::error::{authorize_error, no_store, param_error_to_token, token_error, userinfo_error};
-use super::page::{PageView, render_page};
+use super::page::{PageView, render_invalid, render_page};
 use super::rate_limit::{Budget, too_many};
 use super::{MAX_BODY_BYTES, app};
 use crate::flow::{AuthorizeOutcome, LogoutOutcome, LogoutRequest};
@@ -70,15 +70,7 @@ pub(crate) async fn authorize(req: &mut Request, depot: &mut Depot, res: &mut Re
     let Some(app) = app(depot) else { return };
     let params = match request_params(req).await {
         Ok(p) => p,
-        Err(detail) => {
-            let view = PageView {
-                state: "invalid",
-                detail: &detail,
-                ..Default::default()
-            };
-            render_page(&app, req, depot, res, StatusCode::BAD_REQUEST, view);
-            return;
-        }
+        Err(detail) => return render_invalid(&app, req, depot, res, &detail),
     };
     let provider = app.flow.provider();
     let request = match provider.parse_authorization(&params) {
@@ -369,15 +361,7 @@ pub(crate) async fn logout(req: &mut Request, depot: &mut Depot, res: &mut Respo
     });
     let params = match params {
         Ok(p) => p,
-        Err(detail) => {
-            let view = PageView {
-                state: "invalid",
-                detail: &detail,
-                ..Default::default()
-            };
-            render_page(&app, req, depot, res, StatusCode::BAD_REQUEST, view);
-            return;
-        }
+        Err(detail) => return render_invalid(&app, req, depot, res, &detail),
     };
     let get = |name: &str| params.get(name).ok().flatten().map(str::to_owned);
     let request = LogoutRequest {
@@ -405,13 +389,7 @@ pub(crate) async fn logout(req: &mut Request, depot: &mut Depot, res: &mut Respo
         }
         Err(e) => {
             tracing::info!(error = %e, "refused a logout request");
-            let detail = e.to_string();
-            let view = PageView {
-                state: "invalid",
-                detail: &detail,
-                ..Default::default()
-            };
-            render_page(&app, req, depot, res, StatusCode::BAD_REQUEST, view);
+            render_invalid(&app, req, depot, res, &e.to_string());
         }
     }
 }

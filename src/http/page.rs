@@ -91,3 +91,19 @@ pub(crate) fn render_page(
 ) {
     render_template(&app.pages, req, depot, res, status, "login.html", view);
 }
+
+/// The "this request cannot be accepted" page, 400, with the operator-facing detail and the request id.
+pub(crate) fn render_invalid(
+    app: &super::AppState,
+    req: &Request,
+    depot: &Depot,
+    res: &mut Response,
+    detail: &str,
+) {
+    let view = PageView {
+        state: "invalid",
+        detail,
+        ..Default::default()
+    };
+    render_page(app, req, depot, res, StatusCode::BAD_REQUEST, view);
+}

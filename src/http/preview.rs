@@ -53,30 +53,36 @@ pub(crate) async fn state_page(req: &mut Request, depot: &mut Depot, res: &mut R
     render_template(&pages, req, depot, res, StatusCode::OK, "login.html", view);
 }
 
-#[handler]
-pub(crate) async fn popup_done(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    let Some(pages) = pages(depot) else { return };
+/// A page of the popup window (no state, no login), from the same template engine.
+pub(crate) fn small_page(
+    pages: &super::Pages,
+    req: &Request,
+    depot: &Depot,
+    res: &mut Response,
+    template: &str,
+) {
     render_template(
-        &pages,
+        pages,
         req,
         depot,
         res,
         StatusCode::OK,
-        "popup-done.html",
+        template,
         PageView::default(),
     );
 }
 
 #[handler]
+pub(crate) async fn popup_done(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    if let Some(pages) = pages(depot) {
+        small_page(&pages, req, depot, res, "popup-done.html");
+    }
+}
+
+/// Shown by the popup opened before Plex's URL was known; used by the service and the preview alike.
+#[handler]
 pub(crate) async fn popup_wait(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    let Some(pages) = pages(depot) else { return };
-    render_template(
-        &pages,
-        req,
-        depot,
-        res,
-        StatusCode::OK,
-        "popup-wait.html",
-        PageView::default(),
-    );
+    if let Some(pages) = pages(depot) {
+        small_page(&pages, req, depot, res, "popup-wait.html");
+    }
 }

@@ -49,6 +49,16 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The injected clock, and back-channel retries fast enough for tests.
+fn test_dependencies(clock: Arc<OffsetClock>) -> Dependencies {
+    Dependencies {
+        clock,
+        random: Arc::new(SystemRandom),
+        discard_corrupt_store: false,
+        backchannel_backoff: std::time::Duration::from_millis(50),
+    }
+}
+
 pub fn base_config(port: u16, plex: &FakePlex, state_dir: &std::path::Path) -> Value {
     json!({
         "issuer": format!("http://127.0.0.1:{port}"),
@@ -94,17 +104,9 @@ pub async fn spawn_app_on(
     let parsed = Config::from_json(&config.to_string(), &state_dir, None)
         .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
     let clock = Arc::new(OffsetClock::default());
-    let app = Application::build(
-        parsed,
-        Dependencies {
-            clock: clock.clone(),
-            random: Arc::new(SystemRandom),
-            discard_corrupt_store: false,
-            backchannel_backoff: std::time::Duration::from_millis(50),
-        },
-    )
-    .await
-    .expect("server starts");
+    let app = Application::build(parsed, test_dependencies(clock.clone()))
+        .await
+        .expect("server starts");
     let base = format!("http://{}", app.local_addr());
     TestApp {
         app,
@@ -136,12 +138,7 @@ impl TestApp {
         let clock = self.clock.clone();
         let app = Application::build(
             parsed,
-            Dependencies {
-                clock: clock.clone(),
-                random: Arc::new(SystemRandom),
-                discard_corrupt_store: false,
-                backchannel_backoff: std::time::Duration::from_millis(50),
-            },
+            test_dependencies(clock.clone()),
         )
         .await
         .expect("server restarts");
