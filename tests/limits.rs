@@ -133,3 +133,58 @@ async fn oversized_headers_are_refused_and_the_server_keeps_serving() {
     let ok = t.http.get(t.url("/healthz")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+#[tokio::test]
+async fn a_full_table_refuses_newcomers_and_keeps_sign_ins_in_progress() {
+    use crate::support::browser::Browser;
+    use crate::support::fake_plex::Account;
+    let t = spawn_app_with(|c| {
+        c["limits"] = json!({ "max_pending_logins": 100, "new_logins_per_ip": 100000,
+                              "login_requests_per_minute": 100000 });
+    })
+    .await;
+    // Two people open the page and their page asks for a PIN, as ours does on load.
+    let people = [Browser::new(&t), Browser::new(&t)];
+    let mut logins = Vec::new();
+    for b in &people {
+        let page = b.get(&authorize(&t)).await;
+        let login = crate::support::app::attribute(&page.body, "data-login").unwrap();
+        let (status, started) = b.api("/login/start", json!({ "login": login })).await;
+        assert_eq!(status, 200);
+        logins.push((login, started));
+    }
+    // A flood from many addresses fills the table.
+    let mut refused = 0;
+    for i in 0..300 {
+        let res = get_as(&t, &authorize(&t), &format!("203.0.113.{}", i % 250)).await;
+        match res.status().as_u16() {
+            200 => {}
+            429 => {
+                assert!(res.headers().contains_key("retry-after"));
+                refused += 1;
+            }
+            other => panic!("the flood got {other}"),
+        }
+    }
+    assert!(
+        refused >= 150,
+        "newcomers are refused once the table is full ({refused})"
+    );
+    // The people already signing in finish.
+    for (b, (login, started)) in people.iter().zip(logins) {
+        let pin = crate::support::app::pin_code_of(started["popup_url"].as_str().unwrap());
+        assert!(t.plex.approve(&pin, Account::Friend));
+        let (_, polled) = b.api("/login/poll", json!({ "login": login })).await;
+        assert_eq!(polled["state"], "approved", "{polled}");
+        let done = b
+            .get(&t.url(&format!("/login/continue?login={login}")))
+            .await;
+        assert_eq!(done.status, 303);
+    }
+    // Once the flood's never-started pages are old, the table makes room again.
+    t.clock.advance(std::time::Duration::from_secs(11));
+    assert_eq!(
+        get_as(&t, &authorize(&t), "198.51.100.9").await.status(),
+        200
+    );
+}

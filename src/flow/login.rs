@@ -73,6 +73,10 @@ pub enum LoginError {
     WrongBrowser,
     #[error("Plex is unavailable: {0}")]
     PlexUnavailable(#[source] PlexError),
+    /// `limits.max_pending_logins` sign-ins are in progress: newcomers wait rather than push people
+    /// halfway through a sign-in out of the table.
+    #[error("too many sign-ins are in progress")]
+    Busy,
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +179,9 @@ pub struct FlowParts {
 
 impl LoginFlow {
     pub fn new(parts: FlowParts) -> LoginFlow {
-        let pending = Arc::new(Cache::new(parts.settings.capacity.max(16)));
+        // Twice the cap: `begin` enforces the cap itself, so the cache's own eviction (per shard) never
+        // pushes out a sign-in in progress.
+        let pending = Arc::new(Cache::new(parts.settings.capacity.max(16) * 2));
         LoginFlow {
             provider: parts.provider,
             plex: parts.plex,
@@ -265,7 +271,17 @@ impl LoginFlow {
         request: AuthorizationRequest,
         binding: &str,
         restart_url: String,
-    ) -> String {
+    ) -> Result<String, LoginError> {
+        if self.pending.len() >= self.settings.capacity {
+            self.prune();
+            if self.pending.len() >= self.settings.capacity {
+                tracing::warn!(
+                    capacity = self.settings.capacity,
+                    "the pending sign-in table is full; refusing a new sign-in"
+                );
+                return Err(LoginError::Busy);
+            }
+        }
         let id = self.random.token(16);
         let login = PendingLogin {
             binding: binding.to_owned(),
@@ -277,7 +293,27 @@ impl LoginFlow {
             stage: Mutex::new(Stage::Ready),
         };
         self.pending.insert(id.clone(), Arc::new(login));
-        id
+        Ok(id)
+    }
+
+    /// Drops sign-ins that ended (done, denied, expired), outlived their lifetime, or were never started:
+    /// our page asks for a PIN as soon as it loads, so a login still `Ready` after a few seconds is a
+    /// page nobody runs (a flood). Runs only when the table is full, so its linear cost is paid under
+    /// pressure alone, and people halfway through a sign-in keep their place.
+    fn prune(&self) {
+        const NEVER_STARTED: Duration = Duration::from_secs(10);
+        let now = self.clock.now();
+        self.pending.retain(|_, login| {
+            let Ok(stage) = login.stage.try_lock() else {
+                return true;
+            };
+            let ended = matches!(&*stage, Stage::Done | Stage::Expired | Stage::Denied { .. });
+            let unstarted = matches!(&*stage, Stage::Ready)
+                && now
+                    .duration_since(login.created_at)
+                    .is_ok_and(|age| age > NEVER_STARTED);
+            !ended && !unstarted && !self.expired(login, now)
+        });
     }
 
     pub fn summary(&self, login_id: &str, binding: &str) -> Result<LoginSummary, LoginError> {

@@ -92,6 +92,11 @@ pub(crate) fn login_error(res: &mut Response, err: &LoginError, request_id: &str
             "expired",
             "This sign-in was started in another browser. Start again here.".to_owned(),
         ),
+        LoginError::Busy => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "unavailable",
+            "Too many sign-ins are in progress. Try again in a moment.".to_owned(),
+        ),
         LoginError::PlexUnavailable(e) => {
             tracing::warn!(error = %e, "Plex unavailable while starting a sign-in");
             (

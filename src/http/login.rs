@@ -138,9 +138,10 @@ pub(crate) async fn finish(req: &mut Request, depot: &mut Depot, res: &mut Respo
         Err(e) => {
             let status = match e {
                 LoginError::PlexUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                LoginError::Busy => StatusCode::TOO_MANY_REQUESTS,
                 LoginError::UnknownLogin | LoginError::WrongBrowser => StatusCode::OK,
             };
-            let state = if matches!(e, LoginError::PlexUnavailable(_)) {
+            let state = if matches!(e, LoginError::PlexUnavailable(_) | LoginError::Busy) {
                 "unavailable"
             } else {
                 "expired"

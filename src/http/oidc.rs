@@ -144,7 +144,24 @@ fn show_sign_in(
         app.flow.provider().endpoints().authorization,
         params.to_query()
     );
-    let login_id = app.flow.begin(request, &binding, restart_url.clone());
+    let login_id = match app.flow.begin(request, &binding, restart_url.clone()) {
+        Ok(id) => id,
+        Err(_) => {
+            // Overall cap reached: like a per-client budget, "come back shortly" (429, not an outage).
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            metrics::counter!(crate::metrics::RATE_LIMITED_TOTAL, "route" => "/authorize")
+                .increment(1);
+            let view = PageView {
+                state: "unavailable",
+                client_name: &client_name,
+                restart_url: &restart_url,
+                ..Default::default()
+            };
+            render_page(app, req, depot, res, StatusCode::TOO_MANY_REQUESTS, view);
+            return;
+        }
+    };
     set_binding_cookie(app, res, &binding);
     let view = PageView {
         state,

@@ -101,31 +101,49 @@ impl RateLimiter {
         }
     }
 
-    /// The client's address: the peer's, unless the peer is a trusted proxy that names the client.
+    /// The client's address as a budget key: the peer's, unless the peer is a trusted proxy that names
+    /// the client. IPv6 clients are keyed by their /64, which one household or host controls whole.
     pub(crate) fn client_ip(&self, req: &Request) -> String {
-        let peer = req.remote_addr().ip();
+        budget_key(self.client_addr(req))
+    }
+
+    fn client_addr(&self, req: &Request) -> Option<IpAddr> {
+        let peer = req.remote_addr().ip()?;
         let trusted = |ip: IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
-        let Some(peer) = peer else {
-            return "unix".into();
-        };
         if !trusted(peer) {
-            return peer.to_string();
+            return Some(peer);
         }
         let Some(value) = req
             .headers()
             .get(self.client_ip_header.as_str())
             .and_then(|v| v.to_str().ok())
         else {
-            return peer.to_string();
+            return Some(peer);
         };
         // X-Forwarded-For grows to the right; the first hop from the right that is not one of ours
         // is the client as our own proxies saw it (anything further left the client could have forged).
-        value
-            .rsplit(',')
-            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
-            .find(|ip| !trusted(*ip))
-            .unwrap_or(peer)
-            .to_string()
+        Some(
+            value
+                .rsplit(',')
+                .filter_map(|part| part.trim().parse::<IpAddr>().ok())
+                .find(|ip| !trusted(*ip))
+                .unwrap_or(peer),
+        )
+    }
+}
+
+fn budget_key(addr: Option<IpAddr>) -> String {
+    match addr {
+        None => "unix".into(),
+        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map(|v4| v4.to_string())
+            .unwrap_or_default(),
+        Some(v4) => v4.to_string(),
     }
 }
 
@@ -221,6 +239,19 @@ mod tests {
         assert!(
             limiter.take(Budget::NewLogin, "a").is_ok(),
             "refilled after a while"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(budget_key(Some(a)), budget_key(Some(b)));
+        assert_ne!(budget_key(Some(a)), budget_key(Some(c)));
+        assert_eq!(
+            budget_key(Some("::ffff:10.1.2.3".parse().unwrap())),
+            "10.1.2.3"
         );
     }
 
