@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::raw::{
-    RawAccess, RawClient, RawConfig, RawLimits, RawLog, RawMetrics, RawPlex, RawSession, RawTheme,
+    ExposedSecretFiles, RawAccess, RawClient, RawConfig, RawLimits, RawLog, RawMetrics, RawPlex,
+    RawSession, RawTheme,
 };
 use super::schema::secret_alternatives_message;
 use super::secret::{self, SHORT_SECRET_CHARS, io_reason};
@@ -29,6 +30,7 @@ pub(super) struct Context<'a> {
 /// Turns a schema-valid document into a `Config`, or every semantic problem in it.
 pub(super) fn resolve(raw: RawConfig, context: &Context<'_>) -> Result<Config, Vec<ConfigError>> {
     let mut c = Checker::new(context);
+    c.refuse_exposed_secrets = raw.exposed_secret_files == ExposedSecretFiles::Refuse;
     let issuer = c.issuer(&raw.issuer);
     let listen = c.socket("/listen", &raw.listen);
     let state_dir = c.state_dir(&raw.state_dir);
@@ -97,6 +99,8 @@ pub(super) fn check_parts(
     }
 
     let mut c = Checker::new(context);
+    c.refuse_exposed_secrets = part::<ExposedSecretFiles>(root, "exposed_secret_files")
+        == Some(ExposedSecretFiles::Refuse);
     if let Some(issuer) = part::<String>(root, "issuer") {
         c.issuer(&issuer);
     }
@@ -144,6 +148,8 @@ struct Checker<'a> {
     context: &'a Context<'a>,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    /// `"exposed_secret_files": "refuse"`: a world-readable secret file is an error, not a warning.
+    refuse_exposed_secrets: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -152,6 +158,7 @@ impl<'a> Checker<'a> {
             context,
             errors: Vec::new(),
             warnings: Vec::new(),
+            refuse_exposed_secrets: false,
         }
     }
 
@@ -332,6 +339,15 @@ impl<'a> Checker<'a> {
                 secret::read_secret_file(file, self.context.base_dir, self.context.credentials_dir);
             let read = self.ok(&key, read)?;
             if let Some(warning) = &read.warning {
+                if self.refuse_exposed_secrets {
+                    self.error(
+                        &key,
+                        format!(
+                            "{warning}; refused because \"exposed_secret_files\" is \"refuse\""
+                        ),
+                    );
+                    return None;
+                }
                 self.warn(&key, warning);
             }
             return Some(ClientAuth::Secret(read.secret));

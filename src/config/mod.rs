@@ -295,12 +295,13 @@ impl Config {
 }
 
 /// Top-level keys in the order the schema and the docs present them.
-const KEY_ORDER: [&str; 11] = [
+const KEY_ORDER: [&str; 12] = [
     "issuer",
     "listen",
     "state_dir",
     "plex",
     "clients",
+    "exposed_secret_files",
     "log",
     "metrics",
     "theme",

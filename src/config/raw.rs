@@ -38,6 +38,8 @@ pub(super) struct RawConfig {
     pub plex: RawPlex,
     pub clients: Vec<RawClient>,
     #[serde(default)]
+    pub exposed_secret_files: ExposedSecretFiles,
+    #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
     pub metrics: RawMetrics,
@@ -271,4 +273,13 @@ fn default_trusted_proxies() -> Vec<String> {
 
 fn default_client_ip_header() -> String {
     owned("X-Forwarded-For")
+}
+
+/// What a world-readable `client_secret_file` means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ExposedSecretFiles {
+    #[default]
+    Warn,
+    Refuse,
 }

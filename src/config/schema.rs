@@ -352,7 +352,7 @@ mod tests {
         assert!(found.contains(&"/clients/0/redirectUris: unknown key \"redirectUris\" (did you mean \"redirect_uris\"?)".to_owned()), "{found:?}");
         assert!(
             found.iter().any(|e| e.starts_with(
-                "/colour: unknown key \"colour\" (known keys: access, clients, issuer, limits, listen,"
+                "/colour: unknown key \"colour\" (known keys: access, clients, exposed_secret_files, issuer, limits, listen,"
             )),
             "{found:?}"
         );

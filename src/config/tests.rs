@@ -409,6 +409,23 @@ fn a_world_readable_secret_file_is_accepted_with_a_warning() {
 }
 
 #[test]
+fn a_world_readable_secret_file_is_refused_when_the_config_says_so() {
+    let dir = TempDir::new("open-secret-refused");
+    dir.write("grafana", STRONG_SECRET);
+    let mut config = minimal();
+    config["exposed_secret_files"] = json!("refuse");
+    let client = config["clients"][0].as_object_mut().unwrap();
+    client.remove("client_secret");
+    client.insert("client_secret_file".into(), json!("grafana"));
+    let errors = load_in(&config, dir.path(), None).unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.starts_with("/clients/0/client_secret_file: ") && text.contains("refused"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_short_inline_secret_is_accepted_with_a_warning() {
     let mut config = minimal();
     config["clients"][0]["client_secret"] = json!("short");
@@ -609,7 +626,7 @@ fn schema_errors_and_semantic_errors_are_reported_together() {
     assert!(
         has(
             &lines,
-            "/unknown: unknown key \"unknown\" (known keys: access, clients, issuer, limits, listen, log, metrics, plex, session, state_dir, theme)"
+            "/unknown: unknown key \"unknown\" (known keys: access, clients, exposed_secret_files, issuer, limits, listen, log, metrics, plex, session, state_dir, theme)"
         ),
         "{lines:?}"
     );
