@@ -136,12 +136,9 @@ impl TestApp {
         self.app.wait().await;
         let parsed = Config::from_json(&self.config.to_string(), &self.state_dir, None).unwrap();
         let clock = self.clock.clone();
-        let app = Application::build(
-            parsed,
-            test_dependencies(clock.clone()),
-        )
-        .await
-        .expect("server restarts");
+        let app = Application::build(parsed, test_dependencies(clock.clone()))
+            .await
+            .expect("server restarts");
         TestApp {
             app,
             base: self.base,
