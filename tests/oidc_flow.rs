@@ -221,3 +221,50 @@ async fn a_public_client_signs_in_with_pkce_to_a_custom_scheme() {
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn the_groups_claim_says_how_the_account_reaches_the_server() {
+    let t = spawn_app().await;
+    let url = t.authorize_url(&format!(
+        "client_id=grafana&redirect_uri={}&response_type=code&scope=openid+groups",
+        urlencode(GRAFANA_REDIRECT)
+    ));
+    for (account, relation) in [
+        (Account::Owner, "plex:owner"),
+        (Account::HomeMember, "plex:home"),
+        (Account::Friend, "plex:shared"),
+    ] {
+        let (_, location) = t.login_as(account, &url).await;
+        let code = query_param(&location, "code").unwrap();
+        let body: serde_json::Value = t
+            .http
+            .post(t.url("/token"))
+            .basic_auth("grafana", Some(GRAFANA_SECRET))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", GRAFANA_REDIRECT),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let info: serde_json::Value = t
+            .http
+            .get(t.url("/userinfo"))
+            .bearer_auth(body["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            info["groups"],
+            serde_json::json!(["plex:user", relation]),
+            "{account:?}"
+        );
+    }
+}

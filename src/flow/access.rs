@@ -8,7 +8,7 @@ use quick_cache::sync::Cache;
 use super::identity::{account_label, identity_from_plex};
 use crate::clock::Clock;
 use crate::oidc::Identity;
-use crate::plex::{PlexClient, PlexError, PlexToken, server_access};
+use crate::plex::{PlexClient, PlexError, PlexToken, ServerAccess, server_access};
 
 #[derive(Debug, Clone)]
 pub enum Access {
@@ -28,6 +28,19 @@ struct Record {
     /// `None` after a denial.
     identity: Option<Identity>,
     account: String,
+}
+
+/// The `groups` claim: how the account reaches the server, so apps can map roles (an admin role for the
+/// owner, say) without a directory of their own.
+pub fn groups_for(access: &ServerAccess) -> Vec<String> {
+    let relation = if access.owned {
+        "plex:owner"
+    } else if access.home {
+        "plex:home"
+    } else {
+        "plex:shared"
+    };
+    vec!["plex:user".to_owned(), relation.to_owned()]
 }
 
 pub struct AccessChecker {
@@ -79,9 +92,13 @@ impl AccessChecker {
             }
             (Err(e), _) | (_, Err(e)) => return Err(e),
         };
-        let identity = identity_from_plex(&user);
+        let mut identity = identity_from_plex(&user);
         let account = account_label(&user);
-        let allowed = server_access(&resources, &self.server_id).is_some();
+        let access = server_access(&resources, &self.server_id);
+        let allowed = access.is_some();
+        if let Some(access) = &access {
+            identity.groups = groups_for(access);
+        }
         self.cache.insert(
             identity.subject.clone(),
             Record {
