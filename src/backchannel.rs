@@ -8,24 +8,42 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct BackchannelNotifier {
-    http: reqwest::Client,
+    /// Built on first use: loading the system's root certificates costs a millisecond or two at start,
+    /// and most installations never send a logout token.
+    http: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
     backoff: Duration,
 }
 
 impl BackchannelNotifier {
     pub fn new(backoff: Duration) -> Result<BackchannelNotifier, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        Ok(BackchannelNotifier {
+            http: Default::default(),
+            backoff,
+        })
+    }
+
+    fn client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        if let Some(c) = self.http.get() {
+            return Ok(c.clone());
+        }
+        let built = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
             // A logout endpoint has no business redirecting us elsewhere (SSRF).
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(BackchannelNotifier { http, backoff })
+        Ok(self.http.get_or_init(|| built).clone())
     }
 
     /// POSTs `logout_token` to `uri` (OIDC Back-Channel Logout §2.5) from a spawned task.
     pub fn notify(&self, client_id: String, uri: String, logout_token: String) {
-        let http = self.http.clone();
+        let http = match self.client() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the back-channel logout client");
+                return;
+            }
+        };
         let backoff = self.backoff;
         tokio::spawn(async move {
             for attempt in 1..=ATTEMPTS {

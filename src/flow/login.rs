@@ -465,6 +465,8 @@ impl LoginFlow {
                 );
             }
             *stage = Stage::Done;
+            // Its work is done: the memory goes now, not when the table next fills up.
+            self.pending.remove(login_id);
             return Ok(FinishOutcome::Redirect {
                 url,
                 session: cookie,

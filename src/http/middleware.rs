@@ -138,10 +138,21 @@ fn incoming_request_id(req: &Request) -> Option<String> {
     .then(|| v.to_owned())
 }
 
+/// Unique, not secret: a random per-process prefix and a counter (no entropy drawn per request).
 fn new_request_id() -> String {
-    let mut b = [0u8; 8];
-    crate::random::Random::fill(&crate::random::SystemRandom, &mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        crate::random::Random::fill(&crate::random::SystemRandom, &mut b);
+        u32::from_le_bytes(b)
+    });
+    format!(
+        "{prefix:08x}{:08x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed) as u32
+    )
 }
 
 fn status_label(status: StatusCode) -> &'static str {

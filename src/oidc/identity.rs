@@ -7,7 +7,7 @@ use super::Scopes;
 
 /// The end user's claims. `extra_profile` carries provider-specific profile claims (e.g. `plex_uuid`)
 /// released with the `profile` scope.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
     pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

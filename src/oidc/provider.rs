@@ -59,6 +59,24 @@ struct CodeEntry {
     redeemed: AtomicBool,
 }
 
+impl CodeEntry {
+    fn redeemed_marker(&self) -> CodeEntry {
+        CodeEntry {
+            grant_id: self.grant_id.clone(),
+            client_id: self.client_id.clone(),
+            redirect_uri: self.redirect_uri.clone(),
+            scopes: self.scopes,
+            nonce: None,
+            code_challenge: self.code_challenge.clone(),
+            identity: Identity::default(),
+            auth_time: self.auth_time,
+            context: GrantContext::default(),
+            expires_at: self.expires_at,
+            redeemed: AtomicBool::new(true),
+        }
+    }
+}
+
 /// The sealed content of an access token: opaque to clients, verifiable without server state, so tokens
 /// survive restarts and scale-to-zero.
 #[derive(Serialize, Deserialize)]
@@ -391,6 +409,9 @@ impl Provider {
             tracing::warn!(client_id = %client.id, "authorization code replayed; its tokens are revoked");
             return Err(TokenError::InvalidGrant("the code was already used".into()));
         }
+        // Until it expires, a redeemed code only needs to recognise a replay: keep that, drop the rest.
+        self.codes
+            .insert(code.to_owned(), Arc::new(entry.redeemed_marker()));
         let mut response = self.mint(
             &Mint {
                 client: &client,
