@@ -234,6 +234,22 @@ fn run(settings: &Settings, rt: &Runtime, work: &Path, table: &mut Table) -> Res
     let log_bytes = std::fs::metadata(&server.log).map_or(0, |m| m.len());
     println!("  server log: {log_bytes} bytes");
 
+    section("returning user: /authorize straight back with a code (session cookie, no page)");
+    let returning = rt.block_on(ctx.returning_user(settings.returning_requests))?;
+    println!(
+        "  {} requests: median {}, p99 {}, max {}",
+        returning.n,
+        ms(returning.p50),
+        ms(returning.p99),
+        ms(returning.max)
+    );
+    table.row(
+        "Returning user: /authorize to the redirect with a code",
+        "reported".into(),
+        format!("median {}, p99 {}", ms(returning.p50), ms(returning.p99)),
+        None,
+    );
+
     // Last, so the grant families it leaves in memory do not colour the figures above.
     section("token endpoint, relying party with refresh tokens (grant journaled and fsynced)");
     let before_refresh = server.memory()?;
@@ -426,6 +442,7 @@ struct Settings {
     login_secs: Duration,
     latency_logins: usize,
     soak_logins: usize,
+    returning_requests: usize,
     burst_secs: Duration,
     bursts: usize,
     idle: Duration,
@@ -458,6 +475,7 @@ impl Settings {
             login_secs: Duration::from_secs(pick(quick, 10, 3)),
             latency_logins: pick(quick, 20, 5),
             soak_logins: env_or("PLEX_OIDC_BENCH_LOGINS", pick(quick, 10_000, 2_000)),
+            returning_requests: pick(quick, 2_000, 500),
             burst_secs: Duration::from_secs(env_or(
                 "PLEX_OIDC_BENCH_BURST_SECS",
                 pick(quick, 60, 10),
@@ -864,6 +882,14 @@ impl Ctx {
             .await
             .map_err(|e| format!("continue: {e}"))?;
         steps.finish = t.elapsed();
+        steps.session = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.contains("plex-oidc-session="))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned);
         let code = res
             .headers()
             .get("location")
@@ -871,6 +897,36 @@ impl Ctx {
             .and_then(|l| query_param(l, "code"))
             .ok_or_else(|| format!("continue: status {} without a code", res.status()))?;
         Ok((steps, code))
+    }
+
+    /// Signs in once, then times `/authorize` with the session cookie: the 303 back to the relying party
+    /// (inside the access re-check interval, so no plex.tv call), one request at a time.
+    async fn returning_user(&self, requests: usize) -> Result<Stats, String> {
+        let (steps, _) = self.login_to_code(Rp::Plain).await?;
+        let session = steps.session.ok_or("no session cookie after the sign-in")?;
+        let url = &self.rp(Rp::Plain).authorize_url;
+        let mut samples = Vec::with_capacity(requests);
+        for _ in 0..requests {
+            let t = Instant::now();
+            let res = self
+                .http
+                .get(url)
+                .header("x-forwarded-for", "203.0.113.250")
+                .header("cookie", &session)
+                .send()
+                .await
+                .map_err(|e| format!("returning authorize: {e}"))?;
+            let back = res
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .is_some_and(|l| l.contains("code="));
+            samples.push(t.elapsed());
+            if res.status() != 303 || !back {
+                return Err(format!("returning authorize: status {}", res.status()));
+            }
+        }
+        Ok(Stats::of(samples))
     }
 
     async fn login_api(
@@ -953,8 +1009,10 @@ impl Ctx {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct LoginSteps {
+    /// The provider session cookie (`name=value`) set by the redirect back to the relying party.
+    session: Option<String>,
     authorize: Duration,
     start: Duration,
     poll: Duration,
