@@ -105,10 +105,17 @@ mkdir -p "$work/bin"
 printf '#!/bin/sh\nexit 0\n' > "$work/bin/plex-oidc"
 chmod +x "$work/bin/plex-oidc"
 echo '{}' > "$work/config.json"
+# ExecReload's kill(1) must exist too (procps on Debian); a stand-in otherwise.
+kill_exe=$(type -P kill || true)
+if [ -z "$kill_exe" ]; then
+  kill_exe="$work/bin/kill"
+  printf '#!/bin/sh\nexit 0\n' > "$kill_exe"
+  chmod +x "$kill_exe"
+fi
 render_unit() {
   # $1: file to write, $2: extra Nix arguments for nix/tests/unit-file.nix
   nix eval --impure --raw --expr \
-    "import $repo/nix/tests/unit-file.nix ({ exe = \"$work/bin/plex-oidc\"; configFile = \"$work/config.json\"; } // $2)" \
+    "import $repo/nix/tests/unit-file.nix ({ exe = \"$work/bin/plex-oidc\"; killExe = \"$kill_exe\"; configFile = \"$work/config.json\"; } // $2)" \
     > "$1"
 }
 systemd_verify() {

@@ -24,6 +24,7 @@ let
 
   svc = import ./service.nix {
     exe = lib.getExe cfg.package;
+    killExe = "${pkgs.coreutils}/bin/kill";
     configFile = checkedConfig;
     inherit (cfg) settings clientSecretFiles;
   };

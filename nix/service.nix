@@ -15,6 +15,8 @@
   clientSecretFiles ? { },
   # Name under /var/lib that systemd creates and owns for the dynamic user.
   stateDirectory ? "plex-oidc",
+  # Absolute path of kill(1), for `systemctl reload` (SIGHUP: config and rotated keys, atomically).
+  killExe ? "/run/current-system/sw/bin/kill",
 }:
 let
   inherit (builtins)
@@ -218,6 +220,8 @@ in
     serviceConfig = {
       Type = "exec";
       ExecStart = "${exe} serve --config ${configFile}";
+      # SIGHUP re-reads the config and the signing keys (after `plex-oidc keys rotate`) atomically.
+      ExecReload = "${killExe} -HUP $MAINPID";
       Restart = "on-failure";
       RestartSec = "5s";
       # Exit status 2 is a configuration error; restarting cannot fix it.

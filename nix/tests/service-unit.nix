@@ -163,6 +163,10 @@ let
       ok = sc.ExecStart == "${exe} serve --config ${configFile}";
     }
     {
+      name = "systemctl reload sends SIGHUP to the service";
+      ok = sc.ExecReload == "/run/current-system/sw/bin/kill -HUP $MAINPID";
+    }
+    {
       name = "each client secret file is loaded as a credential named after the client";
       ok = sc.LoadCredential == [ "client-grafana:/run/secrets/plex-oidc/grafana" ];
     }

@@ -6,6 +6,8 @@
 {
   exe,
   configFile,
+  # kill(1) for ExecReload; systemd-analyze verify needs it to exist on the machine that runs it.
+  killExe ? "/bin/kill",
   settings ? import ./example-settings.nix,
   clientSecretFiles ? {
     grafana = "/run/secrets/plex-oidc/grafana";
@@ -23,6 +25,7 @@ let
   svc = import ../service.nix {
     inherit
       exe
+      killExe
       configFile
       settings
       clientSecretFiles
