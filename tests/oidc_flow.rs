@@ -154,31 +154,8 @@ async fn a_managed_user_without_email_gets_no_email_claims() {
     ));
     let (_, location) = t.login_as(Account::Managed, &url).await;
     let code = query_param(&location, "code").unwrap();
-    let res = t
-        .http
-        .post(t.url("/token"))
-        .basic_auth("grafana", Some(GRAFANA_SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", GRAFANA_REDIRECT),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: serde_json::Value = res.json().await.unwrap();
-    let access = body["access_token"].as_str().unwrap();
-    let info: serde_json::Value = t
-        .http
-        .get(t.url("/userinfo"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = t.grafana_tokens(&code).await;
+    let info = t.userinfo(body["access_token"].as_str().unwrap()).await;
     assert_eq!(info["sub"], Account::Managed.id().to_string());
     assert!(info.get("email").is_none(), "{info}");
     assert!(info.get("email_verified").is_none(), "{info}");
@@ -236,31 +213,8 @@ async fn the_groups_claim_says_how_the_account_reaches_the_server() {
     ] {
         let (_, location) = t.login_as(account, &url).await;
         let code = query_param(&location, "code").unwrap();
-        let body: serde_json::Value = t
-            .http
-            .post(t.url("/token"))
-            .basic_auth("grafana", Some(GRAFANA_SECRET))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", GRAFANA_REDIRECT),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let info: serde_json::Value = t
-            .http
-            .get(t.url("/userinfo"))
-            .bearer_auth(body["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = t.grafana_tokens(&code).await;
+        let info = t.userinfo(body["access_token"].as_str().unwrap()).await;
         assert_eq!(
             info["groups"],
             serde_json::json!(["plex:user", relation]),

@@ -33,20 +33,7 @@ fn code_of(location: &Option<String>) -> String {
 }
 
 async fn exchange(t: &TestApp, code: &str) -> Value {
-    let res = t
-        .http
-        .post(t.url("/token"))
-        .basic_auth("grafana", Some(GRAFANA_SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", GRAFANA_REDIRECT),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
+    t.grafana_tokens(code).await
 }
 
 async fn refresh(t: &TestApp, token: &str) -> (u16, Value) {

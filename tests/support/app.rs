@@ -154,6 +154,37 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// Grafana's code exchange (Basic auth); asserts 200 and returns the token response.
+    pub async fn grafana_tokens(&self, code: &str) -> Value {
+        let res = self
+            .http
+            .post(self.url("/token"))
+            .basic_auth("grafana", Some(GRAFANA_SECRET))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", GRAFANA_REDIRECT),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "token exchange");
+        res.json().await.unwrap()
+    }
+
+    /// Userinfo with a bearer token; asserts 200 and returns the claims.
+    pub async fn userinfo(&self, access_token: &str) -> Value {
+        let res = self
+            .http
+            .get(self.url("/userinfo"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "userinfo");
+        res.json().await.unwrap()
+    }
+
     pub fn authorize_url(&self, query: &str) -> String {
         format!("{}/authorize?{query}", self.base)
     }
