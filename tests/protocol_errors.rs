@@ -91,6 +91,31 @@ async fn a_replayed_code_fails_and_revokes_what_the_first_use_issued() {
 }
 
 #[tokio::test]
+async fn a_replay_is_recognised_whatever_redirect_uri_it_claims() {
+    let t = spawn_app().await;
+    let code = grafana_code(&t).await;
+    let (status, first, _) = token(&t, Some(("grafana", GRAFANA_SECRET)), &exchange(&code)).await;
+    assert_eq!(status, 200, "{first}");
+    let access = first["access_token"].as_str().unwrap().to_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", "https://grafana.example.com/other"),
+    ];
+    let (status, body, _) = token(&t, Some(("grafana", GRAFANA_SECRET)), &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(body["error_description"], "the code was already used");
+    assert_eq!(
+        userinfo_status(&t, &access).await,
+        401,
+        "the first tokens are revoked"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_pkce_verifier_is_an_invalid_grant() {
     let t = spawn_app().await;
     let code = strict_code(&t).await;

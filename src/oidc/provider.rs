@@ -64,10 +64,10 @@ impl CodeEntry {
         CodeEntry {
             grant_id: self.grant_id.clone(),
             client_id: self.client_id.clone(),
-            redirect_uri: self.redirect_uri.clone(),
+            redirect_uri: String::new(),
             scopes: self.scopes,
             nonce: None,
-            code_challenge: self.code_challenge.clone(),
+            code_challenge: None,
             identity: Identity::default(),
             auth_time: self.auth_time,
             context: GrantContext::default(),
@@ -369,6 +369,11 @@ impl Provider {
                 "the code was issued to another client".into(),
             ));
         }
+        // A used code is refused (and its grant revoked) before anything else is compared, so the
+        // marker left behind needs nothing but the grant id.
+        if entry.redeemed.load(Ordering::Acquire) {
+            return Err(self.replayed(&entry.grant_id, &client, now));
+        }
         match form.get("redirect_uri").map_err(invalid_request)? {
             Some(uri) if uri == entry.redirect_uri => {}
             Some(_) => {
@@ -404,10 +409,9 @@ impl Provider {
             }
             (None, None) => {}
         }
+        // Two redemptions racing past the check above: only one wins the swap.
         if entry.redeemed.swap(true, Ordering::AcqRel) {
-            self.revoke_grant(&entry.grant_id, &client, now);
-            tracing::warn!(client_id = %client.id, "authorization code replayed; its tokens are revoked");
-            return Err(TokenError::InvalidGrant("the code was already used".into()));
+            return Err(self.replayed(&entry.grant_id, &client, now));
         }
         // Until it expires, a redeemed code only needs to recognise a replay: keep that, drop the rest.
         self.codes
@@ -447,6 +451,13 @@ impl Provider {
             response.refresh_token = Some(token);
         }
         Ok(response)
+    }
+
+    /// RFC 6749 §4.1.2: a code used twice is refused and the tokens issued from it are revoked.
+    fn replayed(&self, grant_id: &str, client: &Client, now: u64) -> TokenError {
+        self.revoke_grant(grant_id, client, now);
+        tracing::warn!(client_id = %client.id, "authorization code replayed; its tokens are revoked");
+        TokenError::InvalidGrant("the code was already used".into())
     }
 
     fn refresh_token(&self, family: &str, generation: u64) -> Result<String, TokenError> {
